@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from genie_env._compat import import_gym_quietly
 from genie_env.envs.real import NUM_ACTIONS
 
 
@@ -79,8 +80,10 @@ class SB3Policy:
     """
 
     def __init__(self, path: str, num_envs: int, seed: int = 0, algo: str = "ppo") -> None:
-        import stable_baselines3
         import torch
+
+        import_gym_quietly()
+        import stable_baselines3
 
         if algo not in SB3_ALGOS:
             raise ValueError(f"unknown SB3 algorithm {algo!r}: use one of {SB3_ALGOS}")

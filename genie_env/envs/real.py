@@ -12,7 +12,6 @@ before its final action, the nearest real frame there is.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
+
+from genie_env._compat import import_gym_quietly
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,17 @@ class LevelConfig:
             raise ValueError(f"num_levels must be >= 0 (0 = unbounded), got {self.num_levels}")
 
 
-def make_procgen(num: int, rand_seed: int, levels: LevelConfig, render_human: bool = False):
-    """Create a gym3 `ProcgenGym3Env` running `num` CoinRun levels."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # gym 0.26 warns about NumPy 2 on import
-        from procgen import ProcgenGym3Env
+def _procgen_env_class():
+    """procgen's gym3 env class (procgen imports gym 0.26, whose notice is swallowed)."""
+    import_gym_quietly()
+    from procgen import ProcgenGym3Env
 
-    return ProcgenGym3Env(
+    return ProcgenGym3Env
+
+
+def make_procgen(num: int, rand_seed: int, levels: LevelConfig):
+    """Create a gym3 `ProcgenGym3Env` running `num` CoinRun levels."""
+    return _procgen_env_class()(
         num=num,
         env_name="coinrun",
         distribution_mode=levels.distribution_mode,
@@ -76,7 +81,6 @@ def make_procgen(num: int, rand_seed: int, levels: LevelConfig, render_human: bo
         num_levels=levels.num_levels,
         use_sequential_levels=levels.use_sequential_levels,
         rand_seed=rand_seed,
-        render_mode="rgb_array" if render_human else None,
     )
 
 
@@ -294,7 +298,9 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
         super().reset(seed=None if seed is None else seeds[0])
-        rand_seeds = [rand_seed_for(s) if s is not None else int(self.np_random.integers(_MAX_RAND_SEED)) for s in seeds]
+        rand_seeds = [
+            rand_seed_for(s) if s is not None else int(self.np_random.integers(_MAX_RAND_SEED)) for s in seeds
+        ]
         if self._procgen is not None:
             self._procgen.close()
         if seed is not None:

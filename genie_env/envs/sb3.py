@@ -8,7 +8,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
-from stable_baselines3.common.vec_env import VecEnv
+
+from genie_env._compat import import_gym_quietly
+
+import_gym_quietly()
+from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 
 
 class SB3VecEnv(VecEnv):

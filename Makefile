@@ -1,0 +1,40 @@
+# genie-env: `make demo` then `make test` on a fresh machine is all the set-up there is.
+PYTHON ?= python3
+# The CPU build of PyTorch lies on local disk on our machines; installing it first keeps pip from
+# pulling a multi-GB CUDA build for the open `torch>=2.4` range in pyproject.toml.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/genie demo
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --durations=10
+
+bench: install
+	@for script in benchmarks/*.py; do echo "== $$script" >&2; $(BIN)/python $$script || exit 1; done
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

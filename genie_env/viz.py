@@ -1,0 +1,49 @@
+"""Pictures people would rather look at than numbers: frame grids and GIFs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+
+
+def frame_grid(frames: np.ndarray, ncols: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile frames uint8 (N, H, W, 3) into one uint8 image, `ncols` per row, with white padding."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frame_grid expects uint8 (N, H, W, 3), got shape {frames.shape}")
+    n, h, w, _ = frames.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = frame
+    return grid
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of (..., H, W, C) images by an integer factor."""
+    return image.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W, 3) image as PNG, atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    imageio.imwrite(tmp, image)
+    os.replace(tmp, path)
+    return path
+
+
+def save_gif(frames: np.ndarray, path: str | Path, fps: int = 15, scale: int = 4) -> Path:
+    """Write frames uint8 (T, H, W, 3) as a looping GIF, upscaled `scale`x, atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.gif")
+    imageio.mimsave(tmp, list(upscale(np.asarray(frames), scale)), duration=1000 / fps, loop=0)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny real datasets collected by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+from genie_env.data.collect import CollectConfig, collect  # noqa: E402
+
+TINY = dict(frames=1500, num_envs=8, shard_frames=200, max_episode_frames=100, seed=7, progress=False, val_fraction=0.3)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A 1500-frame real CoinRun dataset in several small shards, both splits non-empty."""
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    collect(CollectConfig(out=str(root), **TINY))
+    return root

@@ -1,0 +1,469 @@
+"""Collect real CoinRun episodes into a sharded dataset, fast and resumably.
+
+All N levels step in one procgen call. Frames go into per-env episode buffers; a finished episode
+is copied whole into its split's shard buffer, and full shards are written by a background thread
+(sha256 computed while writing) so the game keeps stepping meanwhile.
+
+Resume: every time shards are committed, the writer also saves the exact collection state (procgen's
+serialized game states, the in-flight episodes, the policy's RNG) and then the manifest that points
+at it. A killed run restarted with `resume=True` therefore continues bit for bit: it produces the same
+episodes, in the same shards, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from genie_env.data.format import (
+    FORMAT_VERSION,
+    SCHEMAS,
+    DatasetError,
+    ShardInfo,
+    atomic_write_json,
+    load_shard,
+    read_manifest,
+    remove_orphans,
+    save_array,
+    shard_infos,
+    split_of,
+    write_shard,
+)
+from genie_env.envs.real import FRAME_SHAPE, PROCGEN_TIMEOUT, LevelConfig, make_procgen
+from genie_env.policies import Policy, make_policy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Settings of `genie collect`. With no flags at all it runs the original Genie-Opt job:
+    5000 frames into coinrun_data/ plus coinrun_data/training_data.npy."""
+
+    out: str = "coinrun_data"
+    """dataset directory to create (or to continue with --resume)"""
+    frames: int = 5000
+    """number of frames to collect; episodes still running when it is reached are kept, marked truncated"""
+    num_envs: int = 64
+    """number of CoinRun levels stepped together in one procgen call"""
+    policy: str = "sticky"
+    """behaviour policy: random, sticky, sb3:PATH or sb3:ALGO:PATH (ALGO in ppo, a2c, dqn)"""
+    sticky_prob: float = 0.75
+    """sticky policy: probability of repeating the previous action"""
+    seed: int = 0
+    """seed of the levels and of the policy"""
+    distribution_mode: str = "easy"
+    """CoinRun difficulty: easy or hard"""
+    start_level: int = 0
+    """first level seed"""
+    num_levels: int = 0
+    """number of distinct levels (0 = unbounded)"""
+    val_fraction: float = 0.05
+    """fraction of levels (by level seed) put in the validation split"""
+    shard_frames: int = 20_000
+    """frames per shard (about 250 MB of frames at 64x64x3)"""
+    max_episode_frames: int = PROCGEN_TIMEOUT
+    """longer episodes are split; the first part is marked truncated"""
+    resume: bool = False
+    """continue an interrupted collection in --out instead of starting a new one"""
+    export_npy: str | None = None
+    """also write the first --frames frames as one (N, 64, 64, 3) uint8 .npy (the original script's output)"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"--frames must be >= 1, got {self.frames}")
+        if self.num_envs < 1:
+            raise ValueError(f"--num-envs must be >= 1, got {self.num_envs}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.shard_frames < 1:
+            raise ValueError(f"--shard-frames must be >= 1, got {self.shard_frames}")
+        if not 1 <= self.max_episode_frames <= PROCGEN_TIMEOUT:
+            raise ValueError(f"--max-episode-frames must be in [1, {PROCGEN_TIMEOUT}], got {self.max_episode_frames}")
+        LevelConfig(self.distribution_mode, self.start_level, self.num_levels)
+        if self.policy not in ("random", "sticky") and not self.policy.startswith("sb3:"):
+            raise ValueError(f"unknown --policy {self.policy!r}: use random, sticky or sb3:PATH")
+
+    @property
+    def levels(self) -> LevelConfig:
+        return LevelConfig(self.distribution_mode, self.start_level, self.num_levels)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues."""
+        d = asdict(self)
+        for key in ("out", "frames", "resume", "export_npy", "progress"):
+            d.pop(key)
+        return d
+
+
+class _ArrayPool:
+    """Recycled sets of shard arrays: allocating (and page-faulting) fresh memory per shard is slow."""
+
+    def __init__(self, capacity: int, max_sets: int) -> None:
+        self.capacity = capacity
+        self.max_sets = max_sets
+        self.allocated = 0
+        self.free: queue.Queue = queue.Queue()
+
+    def take(self) -> dict[str, np.ndarray]:
+        """A free set; blocks until the writer returns one when `max_sets` are in use."""
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            if self.allocated < self.max_sets:
+                self.allocated += 1
+                return {k: np.empty((self.capacity, *row), dtype) for k, (dtype, row) in SCHEMAS["frames"].items()}
+            return self.free.get()
+
+    def give(self, arrays: dict[str, np.ndarray]) -> None:
+        self.free.put(arrays)
+
+
+class _ShardBuffer:
+    """Rows of whole episodes for one split, waiting to become a shard."""
+
+    def __init__(self, pool: _ArrayPool) -> None:
+        self.pool = pool
+        self.arrays = pool.take()
+        self.n = 0
+
+    def append(self, episode: dict[str, np.ndarray]) -> None:
+        length = len(episode["actions"])
+        if self.n + length > len(self.arrays["actions"]):  # rare: many episodes cut at once
+            grown = {k: np.empty((2 * (self.n + length), *a.shape[1:]), a.dtype) for k, a in self.arrays.items()}
+            for k, a in grown.items():
+                a[: self.n] = self.arrays[k][: self.n]
+            self.arrays = grown
+        for key, arr in self.arrays.items():
+            arr[self.n : self.n + length] = episode[key]
+        self.n += length
+
+    def hand_off(self) -> tuple[dict[str, np.ndarray], int]:
+        """Give the filled arrays away (the writer returns them to the pool) and start a new set."""
+        arrays, n = self.arrays, self.n
+        self.arrays, self.n = self.pool.take(), 0
+        return arrays, n
+
+
+class Collector:
+    """Runs one collection (see the module docstring); `run()` returns the final manifest."""
+
+    def __init__(self, cfg: CollectConfig) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.out)
+        self.policy: Policy = make_policy(cfg.policy, cfg.num_envs, cfg.seed, cfg.sticky_prob)
+        e, cap = cfg.num_envs, cfg.max_episode_frames
+        self.ep_frames = np.empty((e, cap, *FRAME_SHAPE), np.uint8)
+        self.ep_actions = np.zeros((e, cap), np.int64)
+        self.ep_rewards = np.zeros((e, cap), np.float32)
+        self.ep_len = np.zeros(e, np.int64)
+        self.ep_level = np.zeros(e, np.int64)
+        self.first = np.ones(e, bool)
+        self.start_states: list[bytes] = []  # procgen state of each env where its in-flight episode began
+        self.next_episode_id = 0
+        self.kept = {"frames": 0, "episodes": 0}
+        self.shard_index = 0
+        self.shards: list[ShardInfo] = []  # owned by the writer thread once the run starts
+        self.resume_name: str | None = None
+        # two sets filling (train, val) and up to two being written
+        self.pool = _ArrayPool(cfg.shard_frames + cap, max_sets=4)
+        self.buffers = {s: _ShardBuffer(self.pool) for s in ("train", "val")}
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self.pending: list[Future] = []
+        self.env = None
+        self.frames_now: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- set-up
+    def _start_fresh(self) -> None:
+        if (self.root / "manifest.json").exists():
+            raise DatasetError(
+                f"{self.root} already holds a dataset: pass --resume to continue it, or choose another --out"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._start_env()
+
+    def _start_env(self) -> None:
+        self.env = make_procgen(self.cfg.num_envs, self.cfg.seed, self.cfg.levels)
+        _, obs, _ = self.env.observe()
+        self.frames_now = obs["rgb"].copy()
+        self.ep_level[:] = [i["level_seed"] for i in self.env.get_info()]
+        self.start_states = self.env.get_state()
+
+    def _start_resumed(self) -> dict[str, Any] | None:
+        """Restore the state saved with the last commit; returns the manifest if it is already complete."""
+        manifest = read_manifest(self.root, kind="frames")
+        saved = manifest.get("collect", {})
+        mine = self.cfg.identity()
+        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        if diff:
+            named = ", ".join(f"{k}: dataset {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise DatasetError(f"--resume with different settings than {self.root} was collected with ({named})")
+        if manifest.get("complete"):
+            return manifest
+        self.shards = shard_infos(manifest)
+        self.resume_name = manifest.get("resume_state")
+        removed = remove_orphans(self.root, manifest, keep={self.resume_name} if self.resume_name else set())
+        if removed:
+            logger.info("removed files a killed run left behind: %s", removed)
+        state = manifest["state"]
+        self.next_episode_id = state["next_episode_id"]
+        self.kept = dict(state["kept"])
+        self.shard_index = state["shard_index"]
+        if self.resume_name is None:  # killed before the first commit: nothing to continue from
+            self.shards, self.kept, self.shard_index, self.next_episode_id = [], {"frames": 0, "episodes": 0}, 0, 0
+            self._start_env()
+            return None
+        path = self.root / self.resume_name
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                snapshot = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"corrupt resume state {path}: {e}") from e
+        self._restore(snapshot, path)
+        self.policy.set_state(state["policy"])
+        logger.info("resuming %s at %d frames, %d shards", self.root, self.kept["frames"], len(self.shards))
+        return None
+
+    # ------------------------------------------------------------------------ main loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.resume:
+            done_manifest = self._start_resumed()
+            if done_manifest is not None:
+                logger.info("%s is already complete (%d frames)", self.root, done_manifest["counts"]["frames"])
+                return done_manifest
+        else:
+            self._start_fresh()
+            self._submit_commit([], None, complete=False)  # the manifest exists from the start
+        arange = np.arange(cfg.num_envs)
+        bar = tqdm(total=cfg.frames, initial=min(self.kept["frames"], cfg.frames), disable=not cfg.progress,
+                   unit="frame", desc=f"collect {self.root.name}", smoothing=0.05)  # fmt: skip
+        try:
+            while self.kept["frames"] < cfg.frames:
+                actions = self.policy.act(self.frames_now, self.first)
+                self.ep_frames[arange, self.ep_len] = self.frames_now
+                self.ep_actions[arange, self.ep_len] = actions
+                self.env.act(actions.astype(np.int32))
+                rew, obs, first = self.env.observe()
+                self.ep_rewards[arange, self.ep_len] = rew
+                self.ep_len += 1
+                self.frames_now = obs["rgb"]
+                self.first = first.astype(bool)
+                cut = self.first | (self.ep_len >= cfg.max_episode_frames)
+                stepped = self.kept["frames"] + int(self.ep_len.sum())
+                bar.update(min(stepped, cfg.frames) - bar.n)
+                if stepped >= cfg.frames:
+                    cut = self.ep_len > 0  # budget reached: episodes still running end here, truncated
+                if cut.any():
+                    self._finish_episodes(np.flatnonzero(cut))
+                    if any(b.n >= cfg.shard_frames for b in self.buffers.values()):
+                        self._flush(complete=False)
+            self._flush(complete=True)
+            self._drain()
+        finally:
+            bar.close()
+            self.writer.shutdown(wait=True)
+            if self.env is not None:
+                self.env.close()
+        manifest = read_manifest(self.root)
+        if cfg.export_npy:
+            export_npy(self.root, Path(cfg.export_npy), cfg.frames)
+        return manifest
+
+    def _finish_episodes(self, envs: np.ndarray) -> None:
+        """Move the episodes cut this step (in env order) into their split's shard buffer.
+
+        An episode the game ended is terminated, or truncated at procgen's 1000-step limit; one cut
+        by `max_episode_frames` or by the end of collection is truncated.
+        """
+        info = self.env.get_info()
+        for e in envs:
+            length = int(self.ep_len[e])
+            ended = bool(self.first[e])
+            complete = ended and bool(info[e]["prev_level_complete"])
+            truncated = (ended and length >= PROCGEN_TIMEOUT and not complete) or not ended
+            episode = {
+                "frames": self.ep_frames[e, :length],
+                "actions": self.ep_actions[e, :length],
+                "rewards": self.ep_rewards[e, :length],
+                "terminations": np.zeros(length, bool),
+                "truncations": np.zeros(length, bool),
+                "episode_ids": np.full(length, self.next_episode_id, np.int64),
+                "level_seeds": np.full(length, self.ep_level[e], np.int64),
+            }
+            episode["terminations"][-1] = ended and not truncated
+            episode["truncations"][-1] = truncated
+            self.buffers[split_of(self.ep_level[e], self.cfg.val_fraction)].append(episode)
+            self.kept["frames"] += length
+            self.kept["episodes"] += 1
+            self.next_episode_id += 1
+            self.ep_len[e] = 0
+            if ended:
+                self.ep_level[e] = int(info[e]["level_seed"])
+            self.start_states[e] = _env_state(self.env, e)
+
+    # ------------------------------------------------------------------------- commits
+    def _flush(self, complete: bool) -> None:
+        """Hand every non-empty shard buffer to the writer, with the state to resume from."""
+        jobs = []
+        for split, buf in self.buffers.items():
+            if buf.n:
+                arrays, n = buf.hand_off()
+                jobs.append((f"shard_{self.shard_index:06d}_{split}", split, arrays, n))
+                self.shard_index += 1
+        self._submit_commit(jobs, None if complete else self._snapshot(), complete)
+
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        """What `_restore` needs to continue from this step: each env's procgen state where its
+        in-flight episode began, plus that episode's first frame, actions and rewards (a few MB;
+        the other frames are regenerated by replaying the actions)."""
+        lens = self.ep_len
+        envs = range(len(lens))
+        return {
+            "start_states": np.frombuffer(b"".join(self.start_states), np.uint8),
+            "start_offsets": np.r_[0, np.cumsum([len(s) for s in self.start_states])].astype(np.int64),
+            "first_frames": self.ep_frames[:, 0].copy(),
+            "frames_now": self.frames_now.copy(),
+            "ep_len": lens.copy(),
+            "ep_level": self.ep_level.copy(),
+            "first": self.first.copy(),
+            "inflight_actions": np.concatenate([self.ep_actions[e, : lens[e]] for e in envs]),
+            "inflight_rewards": np.concatenate([self.ep_rewards[e, : lens[e]] for e in envs]),
+        }
+
+    def _restore(self, snap: dict[str, np.ndarray], path: Path) -> None:
+        """Rebuild the in-flight episodes by replaying their actions from their start states."""
+        offsets = snap["start_offsets"]
+        self.start_states = [snap["start_states"][a:b].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
+        self.ep_len[:], self.ep_level[:], self.first[:] = snap["ep_len"], snap["ep_level"], snap["first"]
+        self.frames_now = snap["frames_now"].copy()
+        starts = np.r_[0, np.cumsum(self.ep_len)]
+        now_states = []
+        for e in range(self.cfg.num_envs):
+            a, b = starts[e], starts[e + 1]
+            self.ep_actions[e, : b - a] = snap["inflight_actions"][a:b]
+            self.ep_rewards[e, : b - a] = snap["inflight_rewards"][a:b]
+            if b == a:
+                now_states.append(self.start_states[e])
+                continue
+            self.ep_frames[e, 0] = snap["first_frames"][e]
+            replay = make_procgen(1, self.cfg.seed, self.cfg.levels)
+            replay.set_state([self.start_states[e]])
+            for t in range(b - a):
+                replay.act(self.ep_actions[e, t : t + 1].astype(np.int32))
+                rew, obs, _ = replay.observe()
+                if rew[0] != self.ep_rewards[e, t]:
+                    raise DatasetError(f"resume state {path}: replaying env {e} diverged at step {t}")
+                if t + 1 < b - a:
+                    self.ep_frames[e, t + 1] = obs["rgb"][0]
+            if not np.array_equal(obs["rgb"][0], self.frames_now[e]):
+                raise DatasetError(f"resume state {path}: replaying env {e} did not reach the saved frame")
+            now_states.append(replay.get_state()[0])
+            replay.close()
+        self.env = make_procgen(self.cfg.num_envs, self.cfg.seed, self.cfg.levels)
+        self.env.set_state(now_states)
+
+    def _submit_commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, complete: bool) -> None:
+        header = {
+            "format_version": FORMAT_VERSION,
+            "kind": "frames",
+            "env": {"env_name": "coinrun", **asdict(self.cfg.levels)},
+            "collect": self.cfg.identity(),
+            "counts": dict(self.kept),
+            "complete": complete,
+            "state": {
+                "next_episode_id": self.next_episode_id,
+                "kept": dict(self.kept),
+                "shard_index": self.shard_index,
+                "policy": json.loads(json.dumps(self.policy.get_state())),
+            },
+        }
+        for fut in self.pending:
+            if fut.done():
+                fut.result()  # re-raise a writer error here, in the main thread
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(self.writer.submit(self._commit, jobs, snapshot, header))
+
+    def _commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, header: dict[str, Any]) -> None:
+        """Writer thread: shards, then the resume state, then the manifest (the commit point)."""
+        for name, split, arrays, n in jobs:
+            self.shards.append(write_shard(self.root, name, split, {k: a[:n] for k, a in arrays.items()}))
+            self.pool.give(arrays)
+        old = self.resume_name
+        if snapshot is not None:
+            self.resume_name = f"resume_{header['state']['shard_index']:06d}.npz"
+            tmp = self.root / f".{self.resume_name}.tmp"
+            with open(tmp, "wb") as f:
+                np.savez(f, **snapshot)
+            tmp.replace(self.root / self.resume_name)
+        else:
+            self.resume_name = None
+        header["resume_state"] = self.resume_name
+        header["shards"] = [s.to_json() for s in self.shards]
+        header["counts"] = _counts(self.shards)
+        atomic_write_json(self.root / "manifest.json", header)
+        if old and old != self.resume_name:
+            (self.root / old).unlink(missing_ok=True)
+
+    def _drain(self) -> None:
+        for fut in self.pending:
+            fut.result()
+        self.pending = []
+
+
+def _env_state(env, index: int) -> bytes:
+    """The serialized procgen state of one env of a batch (procgen's `get_state` serializes all N)."""
+    from procgen.env import MAX_STATE_SIZE
+
+    buf = env._ffi.new(f"char[{MAX_STATE_SIZE}]")
+    n = env.call_c_func("get_state", index, buf, MAX_STATE_SIZE)
+    return bytes(env._ffi.buffer(buf, n))
+
+
+def _counts(shards: list[ShardInfo]) -> dict[str, int]:
+    counts = {"frames": 0, "episodes": 0, "train_frames": 0, "val_frames": 0, "train_episodes": 0, "val_episodes": 0}
+    for s in shards:
+        counts["frames"] += s.num_frames
+        counts["episodes"] += s.num_episodes
+        counts[f"{s.split}_frames"] += s.num_frames
+        counts[f"{s.split}_episodes"] += s.num_episodes
+    return counts
+
+
+def collect(cfg: CollectConfig) -> dict[str, Any]:
+    """Run a collection and return its manifest (see `CollectConfig` for the settings)."""
+    start = time.perf_counter()
+    manifest = Collector(cfg).run()
+    logger.info("collected %d frames in %.1fs", manifest["counts"]["frames"], time.perf_counter() - start)
+    return manifest
+
+
+def export_npy(root: Path, path: Path, frames: int) -> np.ndarray:
+    """Write the dataset's first `frames` frames (manifest order) as one uint8 (N, 64, 64, 3) .npy, atomically."""
+    manifest = read_manifest(root, kind="frames")
+    parts, total = [], 0
+    for info in shard_infos(manifest):
+        if total >= frames:
+            break
+        arr = load_shard(root, info)["frames"][: frames - total]
+        parts.append(arr)
+        total += len(arr)
+    if total < frames:
+        raise DatasetError(f"{root} holds only {total} frames, cannot export {frames}")
+    out = np.concatenate(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_array(tmp, out)
+    tmp.replace(path)
+    return out

@@ -1,0 +1,86 @@
+"""Windowed sequence dataset over the shards: what every model trains on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genie_env.data.format import load_shard, read_manifest, shard_infos
+
+
+def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) row of each episode in a shard whose episodes are contiguous."""
+    ids = np.asarray(episode_ids)
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    return starts, ends
+
+
+class WindowDataset(Dataset):
+    """Windows of `window` consecutive steps of one split that never cross an episode boundary.
+
+    Shards are memory-mapped, so a dataset far larger than RAM is fine. Item `i` is a dict of
+    tensors, all of length T = `window`: `frames` uint8 (T, 64, 64, 3) (or `tokens` int64 (T, h, w)
+    for a token dataset), `actions` int64 (T,), `rewards` float32 (T,), `terminations` bool (T,),
+    `truncations` bool (T,). Row t holds frame t, the action taken on it and that transition's
+    reward and termination.
+
+    Raises DatasetError for a missing or corrupt dataset, ValueError if no episode is long enough.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", window: int = 16, stride: int = 1) -> None:
+        if window < 1 or stride < 1:
+            raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        self.kind = self.manifest["kind"]
+        self.window = window
+        self.shards = [load_shard(self.root, info, self.kind) for info in shard_infos(self.manifest, split)]
+        index = []
+        for s, arrays in enumerate(self.shards):
+            for a, b in zip(*episode_bounds(arrays["episode_ids"])):
+                starts = np.arange(a, b - window + 1, stride)
+                index.append(np.stack([np.full_like(starts, s), starts], axis=1))
+        self.index = np.concatenate(index) if index else np.zeros((0, 2), np.int64)
+        if len(self.index) == 0:
+            raise ValueError(f"no {split} episode in {self.root} has {window} steps: lower the window or collect more")
+        self.keys = [k for k in (self.kind, "actions", "rewards", "terminations", "truncations")]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, t = self.index[i]
+        arrays = self.shards[s]
+        out = {}
+        for key in self.keys:
+            arr = np.array(arrays[key][t : t + self.window])
+            out[key] = torch.from_numpy(arr.astype(np.int64) if arr.dtype == np.uint16 else arr)
+        return out
+
+
+def make_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int | None = None,
+    drop_last: bool = True,
+) -> DataLoader:
+    """A DataLoader with seeded shuffling and worker processes that keep the cores fed (default: 2)."""
+    workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        drop_last=drop_last,
+    )

@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "collect": "training.collect",
     "data": "training.data",
+    "train-tokenizer": "training.train_tokenizer",
     "demo": "training.demo",
 }
 

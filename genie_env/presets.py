@@ -1,0 +1,61 @@
+"""Named configurations: `tiny` (tests, seconds), `cpu` (the default, 2 CPU cores), `gpu` (one H100-class GPU).
+
+A preset is a set of config instances, not a script: the CLIs start from a preset and let any
+field be overridden (`--model.patch 4`, `--train.steps 100`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genie_env.models.tokenizer import TokenizerConfig
+from genie_env.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class TokenizerPreset:
+    """A tokenizer model, how to train it, and the clip length it trains on."""
+
+    model: TokenizerConfig
+    train: TrainConfig
+    window: int = 1
+    """frames per training sample (1 for conv; stvivit learns from clips)"""
+
+
+TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
+    # seconds on a laptop: for tests and the tiny pipeline
+    "tiny": TokenizerPreset(
+        TokenizerConfig(patch=16, channels=16, blocks=1, embed_dim=8, codebook_size=32, dead_code_steps=10),
+        TrainConfig(steps=20, batch_size=8, lr=2e-3, warmup_steps=2, log_every=5, image_every=10,
+                    checkpoint_every=10, num_workers=0),
+    ),  # fmt: skip
+    # the default: an 8x8 token grid (64 tokens a frame, so the dynamics model stays cheap), patchified
+    # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on our AVX512-BF16 cores
+    # it trains 1.75x faster than fp32 with the same loss curve (measured at 80 steps: 570 vs 330 frames/s)
+    "cpu": TokenizerPreset(
+        TokenizerConfig(kind="conv", patch=8, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
+        TrainConfig(steps=20_000, batch_size=64, lr=1e-3, warmup_steps=300, min_lr_ratio=0.05, precision="bf16",
+                    checkpoint_every=500, image_every=1000, num_workers=1, max_minutes=60),
+    ),  # fmt: skip
+    # the seed's 16x16 grid (patch 4): 4x the tokens per frame, ~4x the cost per frame
+    "cpu16": TokenizerPreset(
+        TokenizerConfig(kind="conv", patch=4, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
+        TrainConfig(steps=6_000, batch_size=64, lr=1e-3, warmup_steps=200, min_lr_ratio=0.05, precision="bf16",
+                    checkpoint_every=250, image_every=500, num_workers=1, max_minutes=60),
+    ),  # fmt: skip
+    # one H100-class GPU: an ST-ViViT close to Jafar's CoinRun tokenizer (patch 4, width 512, 8 blocks)
+    "gpu": TokenizerPreset(
+        TokenizerConfig(kind="stvivit", patch=4, channels=512, blocks=8, heads=8, max_frames=16, embed_dim=32,
+                        codebook_size=1024),
+        TrainConfig(steps=100_000, batch_size=48, lr=3e-4, warmup_steps=2000, weight_decay=1e-4,
+                    checkpoint_every=2000, num_workers=4),
+        window=16,
+    ),  # fmt: skip
+}
+
+
+def tokenizer_preset(name: str) -> TokenizerPreset:
+    """The named tokenizer preset; ValueError listing the names if unknown."""
+    if name not in TOKENIZER_PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {sorted(TOKENIZER_PRESETS)}")
+    return TOKENIZER_PRESETS[name]

@@ -1,0 +1,383 @@
+"""The one training loop every model uses.
+
+AdamW with linear warmup and cosine decay, gradient clipping and accumulation, bf16 autocast on
+CUDA (fp32 on CPU unless asked), optional `torch.compile`, DistributedDataParallel under `torchrun`.
+
+A model plugs in as an *objective*: an `nn.Module` whose `forward(batch)` returns a `StepResult`
+(the loss and named metrics) and that holds the model to checkpoint as `objective.model`.
+
+Checkpoints (`RUN/checkpoints/step_NNNNNNN/`, newest named in `RUN/latest.json`) hold the weights,
+the optimizer state and RNG state (safetensors) and the step and configs (JSON). The data order is
+a pure function of (seed, step), so `resume=True` continues a killed run exactly: on CPU, 10 steps +
+kill + 10 resumed steps equal 20 straight steps bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from genie_env.checkpoint import (
+    OPTIMIZER,
+    TRAINER_STATE,
+    CheckpointError,
+    config_diff,
+    load_tensors,
+    load_weights,
+    read_config,
+    save_checkpoint,
+    write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+# Fields that may change between a run and its resumption (they do not change the math).
+RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "num_workers", "max_minutes"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping settings shared by every model."""
+
+    steps: int = 10_000
+    """optimizer steps"""
+    batch_size: int = 64
+    """global batch per optimizer step (split over grad_accum micro-steps and DDP processes)"""
+    grad_accum: int = 1
+    """micro-batches accumulated per optimizer step"""
+    lr: float = 1e-3
+    """peak learning rate"""
+    min_lr_ratio: float = 0.1
+    """the cosine schedule ends at lr * min_lr_ratio"""
+    warmup_steps: int = 200
+    """linear warmup steps"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    beta1: float = 0.9
+    """AdamW beta1"""
+    beta2: float = 0.99
+    """AdamW beta2"""
+    grad_clip: float = 1.0
+    """clip the global gradient norm to this (0 = no clipping)"""
+    seed: int = 0
+    """seed of initialisation, data order and every random draw in training"""
+    precision: str = "auto"
+    """auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (autocast on any device)"""
+    compile: bool = False
+    """wrap the objective in torch.compile"""
+    num_workers: int = 1
+    """DataLoader worker processes"""
+    log_every: int = 25
+    """steps between scalar logs (TensorBoard and metrics.jsonl)"""
+    image_every: int = 500
+    """steps between image grids in TensorBoard (0 = never)"""
+    checkpoint_every: int = 500
+    """steps between checkpoints"""
+    keep_checkpoints: int = 2
+    """how many recent checkpoints to keep"""
+    max_minutes: float = 0.0
+    """stop (with a checkpoint) after this much wall time; 0 = no limit"""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("--steps, --batch-size and --grad-accum must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"unknown --precision {self.precision!r}: use auto, fp32 or bf16")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
+
+
+class StepResult(NamedTuple):
+    """What an objective returns: the loss to minimise and named scalar metrics."""
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without writing a checkpoint."""
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+class StepSampler(Sampler[list[int]]):
+    """Endless micro-batches of dataset indices for one rank, a pure function of (seed, position).
+
+    Global micro-batch k takes the next `global_batch` indices of epoch e's permutation
+    (seeded by seed + e); rank r gets the r-th equal slice. Starting at `start` skips exactly the
+    micro-batches a resumed run has already used.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, start: int = 0) -> None:
+        if n < global_batch:
+            raise ValueError(f"dataset has {n} samples, fewer than one batch of {global_batch}")
+        self.n, self.global_batch, self.rank, self.world = n, global_batch, rank, world
+        self.local = global_batch // world
+        self.seed, self.start = seed, start
+        self.per_epoch = n // global_batch
+
+    def __iter__(self):
+        k, epoch, perm = self.start, -1, None
+        while True:
+            e, within = divmod(k, self.per_epoch)
+            if e != epoch:
+                epoch, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e))
+            lo = within * self.global_batch + self.rank * self.local
+            yield perm[lo : lo + self.local].tolist()
+            k += 1
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
+    return tensors, sd["param_groups"]
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    """The newest training checkpoint of a run directory, or None."""
+    pointer = Path(run) / "latest.json"
+    if not pointer.exists():
+        return None
+    try:
+        return Path(run) / json.loads(pointer.read_text())["path"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"corrupt {pointer}: {e}") from e
+
+
+class Trainer:
+    """Trains `objective` on `dataset` into run directory `out` (see the module docstring).
+
+    `kind` and `model_config` are stored in every checkpoint so the model can be rebuilt from it.
+    `images_fn(model, batch) -> {name: uint8 (H, W, 3)}` adds picture logs.
+    """
+
+    def __init__(
+        self,
+        objective: nn.Module,
+        dataset: Dataset,
+        cfg: TrainConfig,
+        out: str | Path,
+        kind: str,
+        model_config: Any,
+        resume: bool = False,
+        images_fn=None,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg, self.out, self.kind, self.model_config = cfg, Path(out), kind, model_config
+        self.extra_config = extra_config or {}
+        self.rank, self.world, self.device = _setup_distributed()
+        micro = cfg.batch_size // cfg.grad_accum
+        if micro % self.world:
+            raise ValueError(f"--batch-size / --grad-accum = {micro} must be divisible by {self.world} processes")
+        self.objective = objective.to(self.device)
+        self.model: nn.Module = objective.model
+        self.dataset, self.images_fn = dataset, images_fn
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.objective.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            weight_decay=cfg.weight_decay,
+        )
+        self.step = 0
+        self.elapsed = 0.0
+        existing = latest_checkpoint(self.out)
+        if resume:
+            if existing is None:
+                raise CheckpointError(f"--resume: {self.out} has no checkpoint to resume from")
+            self._restore(existing)
+        elif existing is not None:
+            raise CheckpointError(f"{self.out} already has checkpoints: pass --resume to continue, or choose another --out")
+        self.global_micro = micro
+
+    # ------------------------------------------------------------------------ checkpoints
+    def _configs(self) -> dict[str, Any]:
+        return {"train": asdict(self.cfg), **self.extra_config}
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step (rank 0 only) and point latest.json at it."""
+        path = self.out / "checkpoints" / f"step_{self.step:07d}"
+        if self.rank != 0:
+            return path
+        opt_tensors, groups = _optimizer_tensors(self.optimizer)
+        opt_tensors["rng.torch"] = torch.get_rng_state()
+        state = {"step": self.step, "elapsed_s": self.elapsed, "param_groups": groups}
+        save_checkpoint(
+            path, self.model, self.kind, self.model_config, extra=self._configs(),
+            tensors={OPTIMIZER: opt_tensors}, json_files={TRAINER_STATE: state},
+        )  # fmt: skip
+        write_json_atomic(self.out / "latest.json", {"step": self.step, "path": str(path.relative_to(self.out))})
+        old = sorted((self.out / "checkpoints").glob("step_*"))[: -self.cfg.keep_checkpoints]
+        for stale in old:
+            shutil.rmtree(stale, ignore_errors=True)
+        return path
+
+    def _restore(self, path: Path) -> None:
+        meta = read_config(path, kind=self.kind)
+        saved = {"model": meta["config"], **{k: meta.get(k) for k in self._configs()}}
+        now = {"model": asdict(self.model_config), **self._configs()}
+        for d in (saved.get("train") or {}, now["train"]):
+            for key in RESUMABLE_CHANGES:
+                d.pop(key, None)
+        diff = config_diff(saved, now)
+        if diff:
+            raise CheckpointError(f"config does not match checkpoint {path}: differing fields " + "; ".join(diff))
+        load_weights(self.model, path)
+        tensors = load_tensors(path / OPTIMIZER)
+        state = json.loads((path / TRAINER_STATE).read_text())
+        _load_optimizer(self.optimizer, tensors, state["param_groups"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        logger.info("resumed %s at step %d", path, self.step)
+
+    # ------------------------------------------------------------------------ training
+    def _autocast(self):
+        cfg, dev = self.cfg, self.device.type
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev == "cuda")
+        return torch.autocast(dev, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    def _loader(self) -> DataLoader:
+        sampler = StepSampler(len(self.dataset), self.global_micro, self.rank, self.world, self.cfg.seed,
+                              start=self.step * self.cfg.grad_accum)  # fmt: skip
+        workers = self.cfg.num_workers
+        return DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.cfg.seed), pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+
+    def fit(self) -> dict[str, float]:
+        """Train to cfg.steps (or the time limit); returns the last logged metrics."""
+        cfg = self.cfg
+        model = self.objective
+        if self.world > 1:
+            model = nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            model = torch.compile(model)
+        writer = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.out.mkdir(parents=True, exist_ok=True)
+            writer = SummaryWriter(str(self.out / "tb"))
+        data = iter(self._loader())
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=self.rank != 0, desc=f"train {self.kind}", unit="step")
+        last: dict[str, float] = {}
+        sums: dict[str, float] = {}  # metrics summed since the last log, n_summed steps
+        n_summed = 0
+        window_start, window_items, started = time.perf_counter(), 0, time.perf_counter()
+        elapsed0 = self.elapsed
+        try:
+            while self.step < cfg.steps:
+                lr = lr_at(self.step, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                totals: dict[str, torch.Tensor] = {}
+                for micro in range(cfg.grad_accum):
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in next(data).items()}
+                    sync = self.world == 1 or micro == cfg.grad_accum - 1
+                    with (nullcontext() if sync else model.no_sync()), self._autocast():
+                        result: StepResult = model(batch)
+                    (result.loss / cfg.grad_accum).backward()
+                    for k, v in {"loss": result.loss, **result.metrics}.items():
+                        totals[k] = totals.get(k, 0.0) + v.detach().float() / cfg.grad_accum
+                    window_items += next(iter(batch.values())).shape[0] * self.world
+                keys = sorted(totals)
+                vec = torch.stack([totals[k] for k in keys])
+                if self.world > 1:
+                    dist.all_reduce(vec)
+                    vec /= self.world
+                if not torch.isfinite(vec[keys.index("loss")]):
+                    good = latest_checkpoint(self.out)
+                    raise NonFiniteLossError(
+                        f"{self.kind}: loss is {vec[keys.index('loss')].item()} at step {self.step}; stopped without "
+                        f"saving. Last good checkpoint: {good or 'none'} (lower --lr or check the data)"
+                    )
+                grad_norm = nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.grad_clip or float("inf"))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                self.elapsed = elapsed0 + time.perf_counter() - started
+                for k, v in zip(keys, vec.tolist()):
+                    sums[k] = sums.get(k, 0.0) + v
+                n_summed += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = window_items / max(now - window_start, 1e-9)
+                    window_start, window_items = now, 0
+                    last = {**{f"{self.kind}/{k}": v / n_summed for k, v in sums.items()}, "charts/lr": lr,
+                            "charts/grad_norm": float(grad_norm), "charts/samples_per_s": rate}  # fmt: skip
+                    sums, n_summed = {}, 0
+                    self._log(writer, last)
+                    bar.set_postfix(loss=f"{last[self.kind + '/loss']:.4g}", samples_s=f"{rate:.0f}")
+                if writer is not None and self.images_fn and cfg.image_every and self.step % cfg.image_every == 0:
+                    for name, image in self.images_fn(self.model, batch).items():
+                        writer.add_image(f"{self.kind}/{name}", image, self.step, dataformats="HWC")
+                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save()
+                if cfg.max_minutes and self.elapsed > cfg.max_minutes * 60:
+                    logger.warning("time limit of %.1f min reached at step %d", cfg.max_minutes, self.step)
+                    break
+            self.save()
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return last
+
+    def _log(self, writer, metrics: dict[str, float]) -> None:
+        if writer is None:
+            return
+        for k, v in metrics.items():
+            writer.add_scalar(k, v, self.step)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "elapsed_s": round(self.elapsed, 2), **metrics}) + "\n")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy (model initialisation happens after this)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)

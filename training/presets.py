@@ -1,0 +1,23 @@
+"""Parsing a CLI whose defaults come from a named preset (`--preset cpu` then any field override)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+import tyro
+
+T = TypeVar("T")
+
+
+def parse_with_preset(cls: type[T], make_default: Callable[[str], T], argv: list[str], prog: str, doc: str) -> T:
+    """Read `--preset NAME` first, then parse every flag of `cls` with that preset's values as defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="cpu")
+    known, _ = pre.parse_known_args(argv)
+    try:
+        default = make_default(known.preset)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    return tyro.cli(cls, default=default, args=argv, prog=prog, description=doc)

@@ -1,0 +1,73 @@
+"""Train the video tokenizer (`genie train-tokenizer --preset cpu --data DIR --out RUN`).
+
+Every field of the preset can be overridden: `--model.patch 4`, `--train.steps 2000`, ...
+`--resume` continues a killed run exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import tyro
+
+from genie_env.checkpoint import CheckpointError
+from genie_env.data.dataset import WindowDataset
+from genie_env.data.format import DatasetError
+from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
+from genie_env.presets import tokenizer_preset
+from genie_env.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from training.common import fail, print_json, setup_logging
+from training.presets import parse_with_preset
+
+
+@dataclass(frozen=True)
+class TrainTokenizerArgs:
+    """Arguments of `genie train-tokenizer`."""
+
+    data: str = tyro.MISSING
+    """frame dataset directory (from `genie collect`)"""
+    out: str = tyro.MISSING
+    """run directory: checkpoints, TensorBoard logs (tb/), metrics.jsonl"""
+    preset: str = "cpu"
+    """starting configuration: tiny, cpu, cpu16 or gpu"""
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """tokenizer architecture"""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """optimisation"""
+    window: int = 1
+    """frames per training sample (1 for conv; clips for stvivit)"""
+    resume: bool = False
+    """continue the run in --out from its last checkpoint"""
+
+
+def default_args(preset: str) -> TrainTokenizerArgs:
+    p = tokenizer_preset(preset)
+    return TrainTokenizerArgs(preset=preset, model=p.model, train=p.train, window=p.window)
+
+
+def run(args: TrainTokenizerArgs) -> dict[str, float]:
+    """Train and return the last logged metrics."""
+    seed_everything(args.train.seed)
+    dataset = WindowDataset(args.data, split="train", window=args.window)
+    trainer = Trainer(
+        TokenizerObjective(Tokenizer(args.model)), dataset, args.train, args.out, kind="tokenizer",
+        model_config=args.model, resume=args.resume, images_fn=reconstruction_grid,
+        extra_config={"window": args.window, "preset": args.preset},
+    )  # fmt: skip
+    return trainer.fit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    setup_logging()
+    args = parse_with_preset(TrainTokenizerArgs, default_args, argv, "genie train-tokenizer", __doc__)
+    try:
+        metrics = run(args)
+    except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as e:
+        fail(str(e))
+    print_json({"out": args.out, **metrics})
+
+
+if __name__ == "__main__":
+    main()

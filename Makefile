@@ -26,7 +26,8 @@ test: install
 	$(BIN)/python -m pytest -q -n 2 --durations=10
 
 bench: install
-	@for script in benchmarks/*.py; do echo "== $$script" >&2; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python benchmarks/collect.py
+	$(BIN)/python benchmarks/tokenizer.py $(if $(wildcard runs/tokenizer_cpu/latest.json),--checkpoint runs/tokenizer_cpu)
 
 lint: install
 	$(BIN)/ruff check .

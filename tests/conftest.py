@@ -20,3 +20,14 @@ def tiny_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data") / "tiny"
     collect(CollectConfig(out=str(root), **TINY))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A `tiny`-preset tokenizer trained for a few steps on the tiny dataset (a run directory)."""
+    from training.train_tokenizer import default_args, run
+
+    out = tmp_path_factory.mktemp("runs") / "tokenizer_tiny"
+    args = default_args("tiny")
+    run(type(args)(data=str(tiny_dataset), out=str(out), preset="tiny", model=args.model, train=args.train))
+    return out

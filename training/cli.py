@@ -13,6 +13,8 @@ COMMANDS = {
     "collect": "training.collect",
     "data": "training.data",
     "train-tokenizer": "training.train_tokenizer",
+    "tokenize": "training.tokenize",
+    "eval-tokenizer": "training.eval_tokenizer",
     "demo": "training.demo",
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genie_env.data.format import load_shard, read_manifest, shard_infos
+from genie_env.data.format import load_shard, read_manifest, schema_of, shard_infos
 
 
 def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,8 @@ class WindowDataset(Dataset):
         self.manifest = read_manifest(self.root)
         self.kind = self.manifest["kind"]
         self.window = window
-        self.shards = [load_shard(self.root, info, self.kind) for info in shard_infos(self.manifest, split)]
+        schema = schema_of(self.manifest)
+        self.shards = [load_shard(self.root, info, schema) for info in shard_infos(self.manifest, split)]
         index = []
         for s, arrays in enumerate(self.shards):
             for a, b in zip(*episode_bounds(arrays["episode_ids"])):

@@ -3,6 +3,9 @@
     DIR/manifest.json                 format_version, kind, env settings, counts, one entry per shard
     DIR/shard_000000_train/frames.npy uint8 (N, 64, 64, 3)  ... one file per array, all of length N
 
+Two kinds share the layout: "frames" (from `genie collect`) and "tokens" (from `genie tokenize`:
+`tokens.npy` uint16 (N, h, w) instead of frames, plus the tokenizer's hash in the manifest).
+
 A shard holds whole episodes of one split (train or validation; the split is chosen by level seed,
 so no level is in both). Every array file has its sha256 in the manifest. Shards and the manifest are
 written atomically (temp name + rename): a killed writer leaves either the old or the new version,
@@ -36,7 +39,9 @@ STEP_ARRAYS = {
 }
 SCHEMAS = {
     "frames": {"frames": (np.uint8, (64, 64, 3)), **STEP_ARRAYS},
+    "tokens": {"tokens": (np.uint16, None), **STEP_ARRAYS},  # row shape (h, w): the manifest's token_grid
 }
+Schema = dict[str, tuple[Any, tuple[int, ...]]]
 
 
 class DatasetError(Exception):
@@ -120,18 +125,19 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def write_shard(root: Path, name: str, split: str, arrays: dict[str, np.ndarray], kind: str = "frames") -> ShardInfo:
+def write_shard(root: Path, name: str, split: str, arrays: dict[str, np.ndarray], schema: Schema | None = None) -> ShardInfo:
     """Write one shard directory atomically (temp dir + rename) and return its manifest entry.
 
-    `arrays` must match `SCHEMAS[kind]`; rows must be whole episodes (contiguous episode ids).
+    `arrays` must match `schema` (default: the frames schema); rows must be whole episodes.
     """
-    check_arrays(arrays, kind, where=f"shard {name}")
+    schema = schema or SCHEMAS["frames"]
+    check_arrays(arrays, schema, where=f"shard {name}")
     final = Path(root) / name
     tmp = Path(root) / f".{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    digests = {f"{key}.npy": save_array(tmp / f"{key}.npy", arrays[key]) for key in SCHEMAS[kind]}
+    digests = {f"{key}.npy": save_array(tmp / f"{key}.npy", arrays[key]) for key in schema}
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -140,9 +146,8 @@ def write_shard(root: Path, name: str, split: str, arrays: dict[str, np.ndarray]
     return ShardInfo(name, split, n, num_episodes, digests)
 
 
-def check_arrays(arrays: dict[str, np.ndarray], kind: str, where: str) -> int:
+def check_arrays(arrays: dict[str, np.ndarray], schema: Schema, where: str) -> int:
     """Check names, dtypes, row shapes and equal lengths against the schema; returns the length."""
-    schema = _schema(kind)
     missing = sorted(set(schema) - set(arrays))
     if missing:
         raise DatasetError(f"{where}: missing arrays {missing}")
@@ -160,16 +165,26 @@ def check_arrays(arrays: dict[str, np.ndarray], kind: str, where: str) -> int:
     return next(iter(lengths.values()))
 
 
-def _schema(kind: str) -> dict[str, tuple[Any, tuple[int, ...]]]:
+def schema_of(manifest: dict[str, Any]) -> Schema:
+    """The array schema of a dataset, from its manifest (token datasets record their token grid)."""
+    kind = manifest["kind"]
     if kind not in SCHEMAS:
         raise DatasetError(f"unknown dataset kind {kind!r}: known kinds are {sorted(SCHEMAS)}")
+    if kind == "tokens":
+        if "token_grid" not in manifest:
+            raise DatasetError("corrupt token manifest: missing key 'token_grid'")
+        return {**SCHEMAS[kind], "tokens": (np.uint16, tuple(manifest["token_grid"]))}
     return SCHEMAS[kind]
 
 
-def load_shard(root: Path, info: ShardInfo, kind: str = "frames", mmap: bool = True) -> dict[str, np.ndarray]:
-    """Load one shard's arrays (memory-mapped by default); raises DatasetError naming a bad file."""
+def load_shard(root: Path, info: ShardInfo, schema: Schema | None = None, mmap: bool = True) -> dict[str, np.ndarray]:
+    """Load one shard's arrays (memory-mapped by default); raises DatasetError naming a bad file.
+
+    `schema` defaults to the frames schema; use `schema_of(manifest)` for other kinds.
+    """
+    schema = schema or SCHEMAS["frames"]
     arrays = {}
-    for key in _schema(kind):
+    for key in schema:
         path = Path(root) / info.name / f"{key}.npy"
         if not path.exists():
             raise DatasetError(f"missing file {path} (shard {info.name} is incomplete)")
@@ -177,7 +192,7 @@ def load_shard(root: Path, info: ShardInfo, kind: str = "frames", mmap: bool = T
             arrays[key] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise DatasetError(f"corrupt file {path}: {e}") from e
-    n = check_arrays(arrays, kind, where=f"shard {info.name}")
+    n = check_arrays(arrays, schema, where=f"shard {info.name}")
     if n != info.num_frames:
         raise DatasetError(f"shard {info.name} has {n} rows but the manifest says {info.num_frames}")
     return arrays
@@ -203,7 +218,7 @@ def read_manifest(root: Path, kind: str | None = None) -> dict[str, Any]:
         )
     if kind is not None and manifest["kind"] != kind:
         raise DatasetError(f"{root} is a {manifest['kind']!r} dataset, expected a {kind!r} dataset")
-    _schema(manifest["kind"])
+    schema_of(manifest)
     return manifest
 
 
@@ -221,7 +236,7 @@ def verify_dataset(root: Path) -> dict[str, Any]:
     Raises DatasetError naming the first bad shard (in manifest order) and what is wrong with it.
     """
     manifest = read_manifest(root)
-    kind = manifest["kind"]
+    schema = schema_of(manifest)
     seen_levels: dict[int, str] = {}
     seen_episodes: set[int] = set()
     for info in shard_infos(manifest):
@@ -231,7 +246,7 @@ def verify_dataset(root: Path) -> dict[str, Any]:
                 raise DatasetError(f"shard {info.name}: missing file {path}")
             if file_sha256(path) != expected:
                 raise DatasetError(f"shard {info.name}: checksum mismatch in {path} (file changed or corrupt)")
-        arrays = load_shard(root, info, kind)
+        arrays = load_shard(root, info, schema)
         ids = np.asarray(arrays["episode_ids"])
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         episode_ids = ids[starts]

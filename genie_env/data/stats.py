@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import SPLITS, load_shard, read_manifest, shard_infos
+from genie_env.data.format import SPLITS, load_shard, read_manifest, schema_of, shard_infos
 from genie_env.envs.real import ACTION_MEANINGS, NUM_ACTIONS
 
 
@@ -29,7 +29,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
     actions = {s: np.zeros(NUM_ACTIONS, np.int64) for s in SPLITS}
     levels = {s: set() for s in SPLITS}
     for info in shard_infos(manifest):
-        arrays = load_shard(root, info, manifest["kind"])
+        arrays = load_shard(root, info, schema_of(manifest))
         starts, ends = episode_bounds(arrays["episode_ids"])
         acc = per_split[info.split]
         if len(starts):

@@ -30,11 +30,16 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return dist2.argmin(1)
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
-    """k-means centroids (k, D) of the rows of x (N, D); starts from k random rows (with replacement if N < k)."""
+def kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
+    """k-means centroids (k, D) of the rows of x (N, D), seeded by k-means++ (spread-out starting points)."""
     n = len(x)
-    idx = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
-    centroids = x[idx].clone()
+    centroids = x.new_empty(k, x.shape[1])
+    centroids[0] = x[torch.randint(n, ())]
+    closest = (x - centroids[0]).pow(2).sum(1)
+    for i in range(1, k):
+        weights = closest if closest.sum() > 0 else torch.ones_like(closest)
+        centroids[i] = x[torch.multinomial(weights, 1)[0]]
+        closest = torch.minimum(closest, (x - centroids[i]).pow(2).sum(1))
     for _ in range(iters):
         assign = nearest_code(x, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)

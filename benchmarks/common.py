@@ -1,0 +1,60 @@
+"""Shared by the benchmarks: the machine's measured matmul peak and FLOP counting, for MFU figures."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def matmul_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of a large square matmul on this device: the practical peak MFU figures are relative to."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of `fn` (matmuls and convolutions, as torch's FlopCounterMode counts them)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_per_call(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, min_seconds: float = 1.0) -> float:
+    """Seconds per call of `fn`, averaged over at least `min_seconds` after warm-up."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def machine() -> dict[str, object]:
+    """What ran the benchmark."""
+    info: dict[str, object] = {"machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info

@@ -1,0 +1,1 @@
+"""Evaluation of each stage: tokenizer reconstructions (and, later, dynamics rollouts and agents)."""

@@ -1,0 +1,74 @@
+"""Image-quality metrics. PSNR is always computed from the MSE averaged over all evaluated frames
+(values in [0, 1]): identical consecutive frames have infinite per-frame PSNR, so a mean of
+per-frame PSNRs would reward copying."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error of values in [0, 1]."""
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = (g / g.sum()).float()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004, 11x11 Gaussian window, sigma 1.5) of float images in [0, 1].
+
+    a, b: (N, H, W, 3) -> (N,), averaged over channels and valid window positions.
+    """
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"ssim expects two (N, H, W, C) tensors of the same shape, got {a.shape} and {b.shape}")
+    c = a.shape[-1]
+    x = a.permute(0, 3, 1, 2).reshape(-1, 1, *a.shape[1:3]).float()  # "nhwc" -> "(n c) 1 h w"
+    y = b.permute(0, 3, 1, 2).reshape(-1, 1, *b.shape[1:3]).float()
+    w = _gaussian_window().to(x.device)
+    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
+    var_x = F.conv2d(x * x, w) - mu_x**2
+    var_y = F.conv2d(y * y, w) - mu_y**2
+    cov = F.conv2d(x * y, w) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.mean(dim=(1, 2, 3)).view(-1, c).mean(1)
+
+
+class FrameErrors:
+    """Accumulates squared error and SSIM over batches of frames; PSNR from the overall mean MSE."""
+
+    def __init__(self) -> None:
+        self.sq_err = 0.0
+        self.values = 0
+        self.ssim_sum = 0.0
+        self.frames = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target: uint8 or [0, 1] float frames (..., H, W, 3)."""
+        p = pred.float() / 255.0 if pred.dtype == torch.uint8 else pred.float()
+        t = target.float() / 255.0 if target.dtype == torch.uint8 else target.float()
+        p, t = p.reshape(-1, *p.shape[-3:]), t.reshape(-1, *t.shape[-3:])
+        self.sq_err += float((p - t).pow(2).sum())
+        self.values += p.numel()
+        self.ssim_sum += float(ssim(p, t).sum())
+        self.frames += len(p)
+
+    @property
+    def mse(self) -> float:
+        return self.sq_err / max(1, self.values)
+
+    @property
+    def psnr(self) -> float:
+        return psnr_from_mse(self.mse)
+
+    @property
+    def ssim(self) -> float:
+        return self.ssim_sum / max(1, self.frames)

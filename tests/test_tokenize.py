@@ -1,0 +1,81 @@
+"""Tokenizing a dataset, evaluating a tokenizer, and their CLIs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from genie_env.data.dataset import WindowDataset
+from genie_env.data.format import DatasetError, load_shard, read_manifest, schema_of, shard_infos, verify_dataset
+from genie_env.data.tokenize import tokenize_dataset
+from genie_env.evaluate.tokenizer import evaluate_tokenizer
+from genie_env.models import load_tokenizer
+
+from .test_cli import genie
+
+
+def test_tokenize_round_trip(tiny_dataset, tiny_tokenizer_run, tmp_path):
+    out = tmp_path / "tokens"
+    manifest = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
+    verify_dataset(out)
+    source = read_manifest(tiny_dataset)
+    assert manifest["kind"] == "tokens" and manifest["complete"]
+    assert manifest["counts"]["frames"] == source["counts"]["frames"]
+    assert [s["name"] for s in manifest["shards"]] == [s["name"] for s in source["shards"]]
+    tokenizer = load_tokenizer(tiny_tokenizer_run)
+    info = shard_infos(manifest)[0]
+    tokens = load_shard(out, info, schema_of(manifest))
+    frames = load_shard(tiny_dataset, shard_infos(source)[0])
+    assert tokens["tokens"].dtype == np.uint16 and tokens["tokens"].shape[1:] == (4, 4)
+    expected = tokenizer.encode(torch.from_numpy(np.asarray(frames["frames"][:50]))[:, None])[:, 0]
+    assert np.array_equal(tokens["tokens"][:50], expected.numpy())
+    for key in ("actions", "rewards", "terminations", "episode_ids", "level_seeds"):
+        assert np.array_equal(tokens[key], frames[key])
+    window = WindowDataset(out, window=4)[0]
+    assert window["tokens"].dtype == torch.int64 and window["tokens"].shape == (4, 4, 4)
+    # re-running into the same directory is a no-op, not a duplicate
+    again = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
+    assert again["shards"] == manifest["shards"]
+
+
+def test_tokenize_refuses_mismatches(tiny_dataset, tiny_tokenizer_run, tmp_path):
+    out = tmp_path / "tokens"
+    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
+    other = tmp_path / "other_tokenizer"
+    shutil.copytree(tiny_tokenizer_run, other)
+    ckpt = other / json.loads((other / "latest.json").read_text())["path"] / "model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(ckpt))
+    state["quantizer.codebook"] += 1.0
+    save_file(state, str(ckpt))
+    with pytest.raises(DatasetError, match="holds tokens of tokenizer .* not of"):
+        tokenize_dataset(tiny_dataset, other, out, progress=False)
+    with pytest.raises(DatasetError, match="is a 'tokens' dataset, expected a 'frames' dataset"):
+        tokenize_dataset(out, tiny_tokenizer_run, tmp_path / "x", progress=False)
+
+
+def test_evaluate_tokenizer_reports_psnr_from_mean_mse(tiny_dataset, tiny_tokenizer_run, tmp_path):
+    result = evaluate_tokenizer(load_tokenizer(tiny_tokenizer_run), tiny_dataset, "val", grid_path=tmp_path / "g.png")
+    assert result["frames"] > 0 and 0 < result["codebook_usage"] <= 1
+    assert result["psnr"] == pytest.approx(-10 * np.log10(result["mse"]), abs=1e-3)
+    assert (tmp_path / "g.png").stat().st_size > 500
+
+
+def test_tokenizer_clis_smoke(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    out = genie("train-tokenizer", "--preset", "tiny", "--data", str(tiny_dataset), "--out", str(run)).stdout
+    assert "tokenizer/loss" in json.loads(out)
+    ev = json.loads(genie("eval-tokenizer", "--tokenizer", str(run), "--data", str(tiny_dataset),
+                          "--out-dir", str(tmp_path / "ev")).stdout)  # fmt: skip
+    assert ev["psnr"] > 0 and (tmp_path / "ev" / "eval_tokenizer.json").exists()
+    assert "as 4x4 tokens" in genie("tokenize", "--data", str(tiny_dataset), "--tokenizer", str(run),
+                                    "--out", str(tmp_path / "tok")).stdout  # fmt: skip
+    bad = genie("train-tokenizer", "--preset", "huge", "--data", str(tiny_dataset), "--out", str(run), check=False)
+    assert bad.returncode != 0 and "unknown preset 'huge'" in bad.stderr
+    again = genie("train-tokenizer", "--preset", "tiny", "--data", str(tiny_dataset), "--out", str(run), check=False)
+    assert again.returncode == 1 and "pass --resume" in again.stderr

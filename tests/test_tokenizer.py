@@ -1,0 +1,96 @@
+"""The tokenizer: shapes, causality of ST-ViViT, input checks, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from genie_env.checkpoint import CheckpointError, save_checkpoint
+from genie_env.models import load_tokenizer
+from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
+
+CONV = TokenizerConfig(patch=16, channels=8, blocks=1, embed_dim=4, codebook_size=16)
+STVIVIT = TokenizerConfig(kind="stvivit", patch=16, channels=16, blocks=2, heads=2, max_frames=4, embed_dim=4,
+                          codebook_size=16)  # fmt: skip
+
+
+def frames(b=2, t=3, seed=0):
+    return torch.randint(0, 256, (b, t, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("cfg", [CONV, STVIVIT], ids=["conv", "stvivit"])
+def test_shapes_and_encode_matches_forward(cfg):
+    torch.manual_seed(0)
+    model = Tokenizer(cfg)
+    x = frames()
+    out = model(x)
+    assert out.tokens.shape == (2, 3, 4, 4) and out.tokens.dtype == torch.int64
+    assert out.recon.shape == (2, 3, 64, 64, 3)
+    assert torch.isclose(out.loss, out.recon_loss + out.codebook_loss + 0.25 * out.commitment_loss)
+    model.eval()
+    assert torch.equal(model.encode(x), model(x).tokens)
+    decoded = model.decode_uint8(out.tokens)
+    assert decoded.shape == x.shape and decoded.dtype == torch.uint8
+
+
+def test_stvivit_tokens_of_frame_t_do_not_depend_on_later_frames():
+    torch.manual_seed(0)
+    model = Tokenizer(STVIVIT).eval()
+    x = frames(b=1, t=4)
+    y = x.clone()
+    y[:, 2:] = 255 - y[:, 2:]  # change frames 2 and 3
+    zx = model.encoder(x.permute(0, 1, 4, 2, 3).float() / 127.5 - 1)
+    zy = model.encoder(y.permute(0, 1, 4, 2, 3).float() / 127.5 - 1)
+    assert torch.equal(zx[:, :2], zy[:, :2])  # frames 0, 1 untouched by the change
+    assert not torch.allclose(zx[:, 2:], zy[:, 2:])
+    assert torch.equal(model.encode(x)[:, :2], model.encode(y)[:, :2])
+
+
+def test_bad_inputs_give_clear_errors():
+    model = Tokenizer(CONV).eval()
+    with pytest.raises(TypeError, match="uint8"):
+        model.encode(torch.zeros(1, 1, 64, 64, 3))
+    with pytest.raises(ValueError, match=r"\(B, T, 64, 64, 3\)"):
+        model.encode(torch.zeros(1, 64, 64, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="out of range: this tokenizer has 16 codes"):
+        model.decode(torch.full((1, 1, 4, 4), 16))
+    with pytest.raises(ValueError, match="at most 4 frames"):
+        Tokenizer(STVIVIT).encode(frames(b=1, t=5))
+    with pytest.raises(ValueError, match="unknown tokenizer kind"):
+        TokenizerConfig(kind="vit")
+    with pytest.raises(ValueError, match="divisible by patch"):
+        TokenizerConfig(patch=7)
+
+
+def test_checkpoint_round_trip_and_corruption_errors(tmp_path):
+    torch.manual_seed(0)
+    model = Tokenizer(CONV).eval()
+    save_checkpoint(tmp_path / "ckpt", model, "tokenizer", CONV)
+    loaded = load_tokenizer(tmp_path / "ckpt")
+    x = frames()
+    assert torch.equal(loaded.encode(x), model.encode(x))
+
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    meta["config"]["dropout"] = 0.1
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unexpected keys \\['dropout'\\]"):
+        load_tokenizer(tmp_path / "ckpt")
+
+    save_checkpoint(tmp_path / "other", Tokenizer(CONV), "dynamics", CONV)
+    with pytest.raises(CheckpointError, match="is a 'dynamics' checkpoint, expected a 'tokenizer'"):
+        load_tokenizer(tmp_path / "other")
+
+    save_checkpoint(tmp_path / "bad", model, "tokenizer", CONV)
+    weights = tmp_path / "bad" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt checkpoint file .*model.safetensors"):
+        load_tokenizer(tmp_path / "bad")
+
+    bigger = TokenizerConfig(**{**CONV.__dict__, "channels": 12})
+    save_checkpoint(tmp_path / "shape", model, "tokenizer", bigger)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_tokenizer(tmp_path / "shape")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_tokenizer(tmp_path / "missing")

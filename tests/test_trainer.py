@@ -1,0 +1,137 @@
+"""The shared trainer: schedule, data order, exact resume, DDP, non-finite loss, config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from genie_env.checkpoint import CheckpointError
+from genie_env.data.dataset import WindowDataset
+from genie_env.models.tokenizer import Tokenizer, TokenizerObjective
+from genie_env.presets import tokenizer_preset
+from genie_env.trainer import NonFiniteLossError, StepResult, StepSampler, TrainConfig, Trainer, lr_at, seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = tokenizer_preset("tiny")
+
+
+def make_trainer(data, out, resume=False, dataset=None, **train):
+    cfg = dataclasses.replace(TINY.train, **train)
+    seed_everything(cfg.seed)
+    model = Tokenizer(TINY.model)
+    return Trainer(TokenizerObjective(model), dataset or WindowDataset(data, window=1), cfg, out, "tokenizer",
+                   TINY.model, resume=resume)  # fmt: skip
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    latest = json.loads((run / "latest.json").read_text())["path"]
+    return load_file(str(run / latest / "model.safetensors"))
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
+    assert lr_at(55, cfg) == pytest.approx(0.55)
+
+
+def test_step_sampler_resumes_mid_stream_and_splits_ranks():
+    full = StepSampler(50, 8, rank=0, world=1, seed=3)
+    it = iter(full)
+    stream = [next(it) for _ in range(14)]  # crosses an epoch (6 batches of 8 per epoch)
+    resumed = iter(StepSampler(50, 8, rank=0, world=1, seed=3, start=9))
+    assert [next(resumed) for _ in range(5)] == stream[9:]
+    r0, r1 = next(iter(StepSampler(50, 8, 0, 2, 3))), next(iter(StepSampler(50, 8, 1, 2, 3)))
+    assert r0 + r1 == stream[0]
+
+
+class _Killer(torch.utils.data.Dataset):
+    """Wraps a dataset and raises KeyboardInterrupt at the n-th item, like a kill mid-run."""
+
+    def __init__(self, base, n):
+        self.base, self.n, self.seen = base, n, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.seen += 1
+        if self.seen > self.n:
+            raise KeyboardInterrupt
+        return self.base[i]
+
+
+def test_killed_run_resumes_bit_for_bit(tiny_dataset, tmp_path):
+    make_trainer(tiny_dataset, tmp_path / "straight").fit()
+    base = WindowDataset(tiny_dataset, window=1)
+    killed = make_trainer(tiny_dataset, tmp_path / "killed", dataset=_Killer(base, 8 * 13))  # dies in step 14
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    assert json.loads((tmp_path / "killed" / "latest.json").read_text())["step"] == 10
+    make_trainer(tiny_dataset, tmp_path / "killed", resume=True).fit()
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_different_config_and_fresh_run_refuses_existing(tiny_dataset, tmp_path):
+    make_trainer(tiny_dataset, tmp_path / "run").fit()
+    with pytest.raises(CheckpointError, match=r"differing fields train\.lr \(0\.002 vs 0\.01\)"):
+        make_trainer(tiny_dataset, tmp_path / "run", resume=True, lr=0.01)
+    with pytest.raises(CheckpointError, match="already has checkpoints: pass --resume"):
+        make_trainer(tiny_dataset, tmp_path / "run")
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        make_trainer(tiny_dataset, tmp_path / "empty", resume=True)
+    make_trainer(tiny_dataset, tmp_path / "run", resume=True, log_every=1)  # bookkeeping may change
+
+
+class _NaNAt(nn.Module):
+    """An objective whose loss turns NaN at a given step."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.model = nn.Linear(2, 1)
+        self.calls, self.step = 0, step
+
+    def forward(self, batch):
+        self.calls += 1
+        loss = self.model(batch["x"]).pow(2).mean()
+        return StepResult(loss * float("nan") if self.calls > self.step else loss, {})
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
+    data = [{"x": torch.randn(2)} for _ in range(64)]
+    cfg = TrainConfig(steps=20, batch_size=4, checkpoint_every=5, num_workers=0, log_every=1, warmup_steps=1)
+    trainer = Trainer(_NaNAt(7), data, cfg, tmp_path, "toy", cfg)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 7.*Last good checkpoint: .*step_0000005"):
+        trainer.fit()
+    assert json.loads((tmp_path / "latest.json").read_text())["step"] == 5
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000005"]
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
+    common = ["--preset", "tiny", "--data", str(tiny_dataset), "--train.steps", "6", "--train.log-every", "1",
+              "--train.num-workers", "0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "one")],
+                   check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+                    "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "two")],
+                   check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
+
+    def losses(run):
+        return [json.loads(line)["tokenizer/loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(one) == len(two) == 6
+    assert one == pytest.approx(two, rel=1e-4, abs=1e-6)
+    assert one[-1] < one[0]

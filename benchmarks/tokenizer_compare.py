@@ -56,7 +56,11 @@ def train_for(kind: str, model: TokenizerConfig, window: int, data: str, minutes
     cfg = dataclasses.replace(base, steps=steps, batch_size=batch, max_minutes=minutes * 1.2)
     start = time.perf_counter()
     run(TrainTokenizerArgs(data=data, out=str(root / kind), model=model, train=cfg, window=window))
-    return {"steps": steps, "frames_seen": steps * batch * window, "train_minutes": round((time.perf_counter() - start) / 60, 2)}
+    return {
+        "steps": steps,
+        "frames_seen": steps * batch * window,
+        "train_minutes": round((time.perf_counter() - start) / 60, 2),
+    }
 
 
 def main(args: Args) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from genie_env.models.dynamics import DynamicsConfig
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.trainer import TrainConfig
 
@@ -26,29 +27,65 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
     # seconds on a laptop: for tests and the tiny pipeline
     "tiny": TokenizerPreset(
         TokenizerConfig(patch=16, channels=16, blocks=1, embed_dim=8, codebook_size=32, dead_code_steps=10),
-        TrainConfig(steps=20, batch_size=8, lr=2e-3, warmup_steps=2, log_every=5, image_every=10,
-                    checkpoint_every=10, num_workers=0),
+        TrainConfig(
+            steps=20,
+            batch_size=8,
+            lr=2e-3,
+            warmup_steps=2,
+            log_every=5,
+            image_every=10,
+            checkpoint_every=10,
+            num_workers=0,
+        ),
     ),  # fmt: skip
     # the default: an 8x8 token grid (64 tokens a frame, so the dynamics model stays cheap), patchified
     # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on our AVX512-BF16 cores
     # it trains 1.75x faster than fp32 with the same loss curve (measured at 80 steps: 570 vs 330 frames/s)
     "cpu": TokenizerPreset(
         TokenizerConfig(kind="conv", patch=8, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
-        TrainConfig(steps=26_000, batch_size=64, lr=1e-3, warmup_steps=300, min_lr_ratio=0.05, precision="bf16",
-                    checkpoint_every=500, image_every=1000, num_workers=1, max_minutes=60),
+        TrainConfig(
+            steps=26_000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=300,
+            min_lr_ratio=0.05,
+            precision="bf16",
+            checkpoint_every=500,
+            image_every=1000,
+            num_workers=1,
+            max_minutes=60,
+        ),
     ),  # fmt: skip
     # the seed's 16x16 grid (patch 4): 4x the tokens per frame, ~4x the cost per frame
     "cpu16": TokenizerPreset(
         TokenizerConfig(kind="conv", patch=4, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
-        TrainConfig(steps=6_000, batch_size=64, lr=1e-3, warmup_steps=200, min_lr_ratio=0.05, precision="bf16",
-                    checkpoint_every=250, image_every=500, num_workers=1, max_minutes=60),
+        TrainConfig(
+            steps=6_000,
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=200,
+            min_lr_ratio=0.05,
+            precision="bf16",
+            checkpoint_every=250,
+            image_every=500,
+            num_workers=1,
+            max_minutes=60,
+        ),
     ),  # fmt: skip
     # one H100-class GPU: an ST-ViViT close to Jafar's CoinRun tokenizer (patch 4, width 512, 8 blocks)
     "gpu": TokenizerPreset(
-        TokenizerConfig(kind="stvivit", patch=4, channels=512, blocks=8, heads=8, max_frames=16, embed_dim=32,
-                        codebook_size=1024),
-        TrainConfig(steps=100_000, batch_size=48, lr=3e-4, warmup_steps=2000, weight_decay=1e-4,
-                    checkpoint_every=2000, num_workers=4),
+        TokenizerConfig(
+            kind="stvivit", patch=4, channels=512, blocks=8, heads=8, max_frames=16, embed_dim=32, codebook_size=1024
+        ),
+        TrainConfig(
+            steps=100_000,
+            batch_size=48,
+            lr=3e-4,
+            warmup_steps=2000,
+            weight_decay=1e-4,
+            checkpoint_every=2000,
+            num_workers=4,
+        ),
         window=16,
     ),  # fmt: skip
 }
@@ -59,3 +96,68 @@ def tokenizer_preset(name: str) -> TokenizerPreset:
     if name not in TOKENIZER_PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {sorted(TOKENIZER_PRESETS)}")
     return TOKENIZER_PRESETS[name]
+
+
+@dataclass(frozen=True)
+class DynamicsPreset:
+    """A dynamics model and how to train it (its token grid and vocabulary come from the tokenizer)."""
+
+    model: DynamicsConfig
+    train: TrainConfig
+    oversample_events: int = 8
+    """windows holding a reward or termination appear this many times per epoch"""
+
+
+DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
+    "tiny": DynamicsPreset(
+        DynamicsConfig(codebook_size=32, grid=4, dim=32, depth=1, heads=2, context_frames=4),
+        TrainConfig(
+            steps=20,
+            batch_size=4,
+            lr=2e-3,
+            warmup_steps=2,
+            log_every=5,
+            image_every=0,
+            checkpoint_every=10,
+            num_workers=0,
+        ),
+    ),  # fmt: skip
+    # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, bf16 autocast on CPU
+    "cpu": DynamicsPreset(
+        DynamicsConfig(dim=256, depth=4, heads=4, context_frames=16),
+        TrainConfig(
+            steps=4_000,
+            batch_size=8,
+            lr=1e-3,
+            warmup_steps=200,
+            min_lr_ratio=0.1,
+            weight_decay=0.01,
+            precision="bf16",
+            checkpoint_every=250,
+            image_every=0,
+            num_workers=1,
+            max_minutes=90,
+        ),
+    ),  # fmt: skip
+    # one H100-class GPU, close to Jafar's CoinRun dynamics model (width 512, 12 blocks, 16 frames)
+    "gpu": DynamicsPreset(
+        DynamicsConfig(dim=512, depth=12, heads=8, context_frames=16),
+        TrainConfig(
+            steps=100_000,
+            batch_size=48,
+            lr=3e-4,
+            warmup_steps=2000,
+            weight_decay=0.05,
+            checkpoint_every=2000,
+            image_every=0,
+            num_workers=4,
+        ),
+    ),  # fmt: skip
+}
+
+
+def dynamics_preset(name: str) -> DynamicsPreset:
+    """The named dynamics preset; ValueError listing the names if unknown."""
+    if name not in DYNAMICS_PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {sorted(DYNAMICS_PRESETS)}")
+    return DYNAMICS_PRESETS[name]

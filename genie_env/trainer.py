@@ -230,7 +230,9 @@ class Trainer:
                 raise CheckpointError(f"--resume: {self.out} has no checkpoint to resume from")
             self._restore(existing)
         elif existing is not None:
-            raise CheckpointError(f"{self.out} already has checkpoints: pass --resume to continue, or choose another --out")
+            raise CheckpointError(
+                f"{self.out} already has checkpoints: pass --resume to continue, or choose another --out"
+            )
         self.global_micro = micro
 
     # ------------------------------------------------------------------------ checkpoints
@@ -293,7 +295,9 @@ class Trainer:
         cfg = self.cfg
         model = self.objective
         if self.world > 1:
-            model = nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         if cfg.compile:
             model = torch.compile(model)
         writer = None
@@ -318,7 +322,7 @@ class Trainer:
                 for micro in range(cfg.grad_accum):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in next(data).items()}
                     sync = self.world == 1 or micro == cfg.grad_accum - 1
-                    with (nullcontext() if sync else model.no_sync()), self._autocast():
+                    with nullcontext() if sync else model.no_sync(), self._autocast():
                         result: StepResult = model(batch)
                     (result.loss / cfg.grad_accum).backward()
                     for k, v in {"loss": result.loss, **result.metrics}.items():

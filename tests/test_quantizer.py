@@ -13,7 +13,10 @@ from genie_env.models.quantizer import VectorQuantizer, kmeans, nearest_code
 @given(n=st.integers(1, 40), k=st.integers(1, 30), d=st.integers(1, 8), seed=st.integers(0, 10_000))
 def test_nearest_code_is_the_brute_force_nearest(n, k, d, seed):
     g = torch.Generator().manual_seed(seed)
-    z, codebook = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(k, d, generator=g, dtype=torch.float64)
+    z, codebook = (
+        torch.randn(n, d, generator=g, dtype=torch.float64),
+        torch.randn(k, d, generator=g, dtype=torch.float64),
+    )
     brute = (z[:, None] - codebook[None]).pow(2).sum(-1)
     idx = nearest_code(z, codebook)
     assert torch.allclose(brute.gather(1, idx[:, None])[:, 0], brute.min(1).values)

@@ -15,6 +15,8 @@ COMMANDS = {
     "train-tokenizer": "training.train_tokenizer",
     "tokenize": "training.tokenize",
     "eval-tokenizer": "training.eval_tokenizer",
+    "train-dynamics": "training.train_dynamics",
+    "eval-dynamics": "training.eval_dynamics",
     "demo": "training.demo",
 }
 

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, CheckpointError) as e:
         fail(str(e))
     grid = "x".join(map(str, manifest["token_grid"]))
-    print(f"{args.out}: {manifest['counts']['frames']} frames as {grid} tokens (tokenizer {manifest['tokenizer']['sha256'][:12]})")
+    print(
+        f"{args.out}: {manifest['counts']['frames']} frames as {grid} tokens (tokenizer {manifest['tokenizer']['sha256'][:12]})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,14 @@ class WindowDataset(Dataset):
     `truncations` bool (T,). Row t holds frame t, the action taken on it and that transition's
     reward and termination.
 
+    `oversample_events` > 1 repeats every window that holds a reward or a termination that many times
+    in the index, so the rare events that reward and termination heads learn from are seen more often.
+
     Raises DatasetError for a missing or corrupt dataset, ValueError if no episode is long enough.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", window: int = 16, stride: int = 1) -> None:
+    def __init__(self, root: str | Path, split: str = "train", window: int = 16, stride: int = 1,
+                 oversample_events: int = 1) -> None:  # fmt: skip
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         self.root = Path(root)
@@ -45,8 +49,12 @@ class WindowDataset(Dataset):
         self.shards = [load_shard(self.root, info, schema) for info in shard_infos(self.manifest, split)]
         index = []
         for s, arrays in enumerate(self.shards):
+            events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) > 0) | np.asarray(arrays["terminations"])])
             for a, b in zip(*episode_bounds(arrays["episode_ids"])):
                 starts = np.arange(a, b - window + 1, stride)
+                if oversample_events > 1:
+                    has_event = events[starts + window] > events[starts]
+                    starts = np.concatenate([starts, np.repeat(starts[has_event], oversample_events - 1)])
                 index.append(np.stack([np.full_like(starts, s), starts], axis=1))
         self.index = np.concatenate(index) if index else np.zeros((0, 2), np.int64)
         if len(self.index) == 0:

@@ -125,7 +125,9 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def write_shard(root: Path, name: str, split: str, arrays: dict[str, np.ndarray], schema: Schema | None = None) -> ShardInfo:
+def write_shard(
+    root: Path, name: str, split: str, arrays: dict[str, np.ndarray], schema: Schema | None = None
+) -> ShardInfo:
     """Write one shard directory atomically (temp dir + rename) and return its manifest entry.
 
     `arrays` must match `schema` (default: the frames schema); rows must be whole episodes.

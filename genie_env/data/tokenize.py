@@ -87,7 +87,9 @@ def tokenize_dataset(data: str | Path, tokenizer_path: str | Path, out: str | Pa
                 f"({existing['tokenizer']['path']}), not of {ckpt} ({digest[:12]}): choose another --out"
             )
         if existing["source"]["counts"] != source["counts"]:
-            raise DatasetError(f"{out} was tokenized from another dataset ({existing['source']['path']}): choose another --out")
+            raise DatasetError(
+                f"{out} was tokenized from another dataset ({existing['source']['path']}): choose another --out"
+            )
         done = shard_infos(existing)
     out.mkdir(parents=True, exist_ok=True)
     schema = schema_of(header)

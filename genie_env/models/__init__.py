@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from genie_env.checkpoint import CheckpointError, config_from_dict, load_weights, read_config
+from genie_env.models.dynamics import DynamicsConfig, DynamicsModel
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -19,7 +20,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     latest = latest_checkpoint(path)
     if latest is None:
-        raise CheckpointError(f"no checkpoint at {path}: neither {path / 'config.json'} nor {path / 'latest.json'} exists")
+        raise CheckpointError(
+            f"no checkpoint at {path}: neither {path / 'config.json'} nor {path / 'latest.json'} exists"
+        )
     return latest
 
 
@@ -32,4 +35,18 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Toke
     return model.to(device).eval()
 
 
-__all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "resolve_checkpoint"]
+def load_dynamics(path: str | Path, device: str | torch.device = "cpu") -> DynamicsModel:
+    """Rebuild a trained dynamics model from a checkpoint or run directory, in eval mode.
+
+    Its config.json also records the tokenizer it was trained with (`tokenizer.sha256`)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_config(ckpt, kind="dynamics")
+    model = DynamicsModel(config_from_dict(DynamicsConfig, meta["config"], where=str(ckpt)))
+    load_weights(model, ckpt)
+    return model.to(device).eval()
+
+
+__all__ = [
+    "DynamicsConfig", "DynamicsModel", "Tokenizer", "TokenizerConfig", "load_dynamics", "load_tokenizer",
+    "resolve_checkpoint",
+]  # fmt: skip

@@ -1,9 +1,14 @@
 """The spatiotemporal (ST) transformer: spatial attention within a frame, causal temporal attention
 across frames at each position, then an MLP (pre-norm, PyTorch SDPA kernels).
 
-Each frame attends spatially only to itself and temporally only along its own token positions,
-so a sequence of T frames of S tokens costs O(T S^2 + S T^2) instead of O((T S)^2): linear in T for
-the frame counts we use.
+Each frame attends spatially only to itself and temporally only along its own token positions, so a
+sequence of T frames of S tokens costs O(T S^2 + S T W) for a temporal window W, instead of the
+O((T S)^2) of full spatiotemporal attention (`attention="full"`, kept for the scaling benchmark).
+
+For generation, `KVCache` keeps each block's temporal keys and values of the last `window` frames in
+a ring buffer: stepping one frame costs the same at frame 10 as at frame 900, and equals running the
+whole sequence without a cache under the same sliding window. Temporal positions are rotary (RoPE),
+which depend only on frame distances, so a sliding window needs no position bookkeeping.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class STConfig:
     dim: int = 256
     """width of every token"""
     depth: int = 4
-    """number of ST blocks"""
+    """number of blocks"""
     heads: int = 4
     """attention heads (dim must divide by heads)"""
     mlp_ratio: float = 4.0
@@ -31,11 +37,80 @@ class STConfig:
     tokens: int = 64
     """spatial tokens per frame (learned spatial position embedding)"""
     max_frames: int = 16
-    """longest sequence (learned temporal position embedding)"""
+    """longest sequence with learned temporal positions (temporal_pos="learned")"""
+    temporal_pos: str = "learned"
+    """temporal positions: learned (fixed length) or rope (rotary, any length, sliding windows)"""
+    window: int = 0
+    """temporal attention looks back at most this many frames, the current one included (0 = all)"""
+    attention: str = "st"
+    """st (spatial then temporal) or full (all tokens of all frames, frame-causal; benchmark only)"""
 
     def __post_init__(self) -> None:
-        if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads} into even head sizes")
+        if self.temporal_pos not in ("learned", "rope"):
+            raise ValueError(f"unknown temporal_pos {self.temporal_pos!r}: use learned or rope")
+        if self.attention not in ("st", "full"):
+            raise ValueError(f"unknown attention {self.attention!r}: use st or full")
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of x (..., L, d) at integer positions (L,)."""
+    d = x.shape[-1]
+    freqs = 1.0 / (10000 ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+    angles = positions.float()[:, None] * freqs[None]  # (L, d/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+def sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+) -> torch.Tensor:
+    """`F.scaled_dot_product_attention`, on the math backend for bf16 on CPU: there the fused CPU
+    kernel is 3-6x slower than plain batched matmuls for our short sequences (measured, fwd+bwd)."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+
+
+def window_mask(t: int, window: int, device) -> torch.Tensor:
+    """Boolean (t, t) mask: frame i may attend to frame j iff i - window < j <= i (window 0 = causal)."""
+    i = torch.arange(t, device=device)[:, None]
+    j = torch.arange(t, device=device)[None]
+    allowed = j <= i
+    return allowed & (j > i - window) if window else allowed
+
+
+class KVCache:
+    """Temporal keys/values of the last `window` frames for every block: ring buffers (B*S, H, W, d)."""
+
+    def __init__(self, depth: int, window: int) -> None:
+        self.window = window
+        self.keys: list[torch.Tensor | None] = [None] * depth
+        self.values: list[torch.Tensor | None] = [None] * depth
+        self.frames = 0  # frames seen so far: the absolute position of the next frame
+
+    def attend(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Store this frame's k, v (N, H, 1, d) and attend q (N, H, 1, d) over the cached window."""
+        if self.keys[block] is None:
+            n, h, _, d = k.shape
+            self.keys[block] = k.new_zeros(n, h, self.window, d)
+            self.values[block] = v.new_zeros(n, h, self.window, d)
+        slot = self.frames % self.window
+        self.keys[block][:, :, slot] = k[:, :, 0]
+        self.values[block][:, :, slot] = v[:, :, 0]
+        filled = min(self.frames + 1, self.window)
+        return sdpa(q, self.keys[block][:, :, :filled], self.values[block][:, :, :filled])
+
+    def select(self, index: torch.Tensor, spatial: int) -> None:
+        """Keep only the batch rows in `index` (e.g. to drop or reorder environments)."""
+        for cache in (self.keys, self.values):
+            for i, t in enumerate(cache):
+                if t is not None:
+                    t = t.view(-1, spatial, *t.shape[1:])[index]
+                    cache[i] = t.reshape(-1, *t.shape[2:])
 
 
 class Attention(nn.Module):
@@ -47,10 +122,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q, k, v = rearrange(self.qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self.proj(rearrange(out, "n h l d -> n l (h d)"))
+        return q, k, v
+
+    def out(self, attended: torch.Tensor) -> torch.Tensor:
+        return self.proj(rearrange(attended, "n h l d -> n l (h d)"))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        q, k, v = self.qkv_heads(x)
+        return self.out(sdpa(q, k, v, mask, causal))
 
 
 class STBlock(nn.Module):
@@ -58,43 +139,93 @@ class STBlock(nn.Module):
 
     def __init__(self, cfg: STConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.norm_s, self.spatial = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
         self.norm_t, self.temporal = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: float (B, T, S, D) -> (B, T, S, D); frame t depends only on frames <= t."""
+    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        """x: float (B, T, S, D) at frame positions start..start+T-1 -> (B, T, S, D).
+
+        Frame t depends only on frames <= t (within the window). With `cache`, T must be 1.
+        """
         b, t, s, _ = x.shape
         h = rearrange(x, "b t s d -> (b t) s d")
-        h = h + self.spatial(self.norm_s(h), causal=False)
+        h = h + self.spatial(self.norm_s(h))
         h = rearrange(h, "(b t) s d -> (b s) t d", b=b, t=t)
-        h = h + self.temporal(self.norm_t(h), causal=True)
+        q, k, v = self.temporal.qkv_heads(self.norm_t(h))
+        if self.cfg.temporal_pos == "rope":
+            positions = torch.arange(start, start + t, device=x.device)
+            q, k = rope(q, positions), rope(k, positions)
+        if cache is not None:
+            attended = cache.attend(index, q, k, v)
+        else:
+            mask = window_mask(t, self.cfg.window, x.device) if self.cfg.window and self.cfg.window < t else None
+            attended = sdpa(q, k, v, mask, causal=True)
+        h = h + self.temporal.out(attended)
         h = rearrange(h, "(b s) t d -> b t s d", b=b, s=s)
         return h + self.mlp(self.norm_m(h))
 
 
+class FullBlock(nn.Module):
+    """Full spatiotemporal attention over all T*S tokens, frame-causal; for the scaling benchmark."""
+
+    def __init__(self, cfg: STConfig) -> None:
+        super().__init__()
+        self.norm_a, self.attn = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        hidden = int(cfg.dim * cfg.mlp_ratio)
+        self.norm_m = nn.LayerNorm(cfg.dim)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
+
+    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        if cache is not None:
+            raise NotImplementedError("the full-attention variant is for the scaling benchmark: no KV cache")
+        b, t, s, _ = x.shape
+        frame = torch.arange(t, device=x.device).repeat_interleave(s)
+        mask = frame[None, :] <= frame[:, None]
+        h = rearrange(x, "b t s d -> b (t s) d")
+        h = h + self.attn(self.norm_a(h), mask=mask)
+        h = h + self.mlp(self.norm_m(h))
+        return rearrange(h, "b (t s) d -> b t s d", t=t)
+
+
 class STTransformer(nn.Module):
-    """A stack of ST blocks with learned spatial and temporal position embeddings and a final norm."""
+    """A stack of blocks with learned spatial positions, learned or rotary temporal positions, final norm."""
 
     def __init__(self, cfg: STConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.pos_spatial = nn.Parameter(torch.randn(cfg.tokens, cfg.dim) * 0.02)
-        self.pos_temporal = nn.Parameter(torch.randn(cfg.max_frames, cfg.dim) * 0.02)
-        self.blocks = nn.ModuleList(STBlock(cfg) for _ in range(cfg.depth))
+        if cfg.temporal_pos == "learned":
+            self.pos_temporal = nn.Parameter(torch.randn(cfg.max_frames, cfg.dim) * 0.02)
+        block = STBlock if cfg.attention == "st" else FullBlock
+        self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: float (B, T, S, D) with T <= max_frames and S == tokens -> (B, T, S, D)."""
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for frame-by-frame generation (needs rotary temporal positions)."""
+        if self.cfg.temporal_pos != "rope" or self.cfg.attention != "st":
+            raise ValueError("a KV cache needs attention='st' and temporal_pos='rope'")
+        return KVCache(self.cfg.depth, self.cfg.window or self.cfg.max_frames)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, commit: bool = True) -> torch.Tensor:
+        """x: float (B, T, S, D) -> (B, T, S, D). With `cache`, x is the next single frame (T == 1);
+        `commit=False` runs it without advancing the cache (a later pass for the same frame overwrites it)."""
         _, t, s, _ = x.shape
-        if t > self.cfg.max_frames or s != self.cfg.tokens:
-            raise ValueError(
-                f"ST transformer built for <= {self.cfg.max_frames} frames of {self.cfg.tokens} tokens, "
-                f"got {t} frames of {s} tokens"
-            )
-        x = x + self.pos_spatial[None, None] + self.pos_temporal[None, :t, None]
-        for block in self.blocks:
-            x = block(x)
+        if s != self.cfg.tokens:
+            raise ValueError(f"ST transformer built for {self.cfg.tokens} tokens a frame, got {s}")
+        if self.cfg.temporal_pos == "learned" and t > self.cfg.max_frames:
+            raise ValueError(f"ST transformer built for <= {self.cfg.max_frames} frames, got {t}")
+        if cache is not None and t != 1:
+            raise ValueError(f"a cached step takes one frame at a time, got {t}")
+        x = x + self.pos_spatial[None, None]
+        if self.cfg.temporal_pos == "learned":
+            x = x + self.pos_temporal[None, :t, None]
+        start = cache.frames if cache is not None else 0
+        for i, block in enumerate(self.blocks):
+            x = block(x, start=start, cache=cache, index=i)
+        if cache is not None and commit:
+            cache.frames += 1
         return self.norm(x)

@@ -112,7 +112,9 @@ class ConvCoder(nn.Module):
                 nn.Conv2d(cfg.embed_dim, c, 1), *blocks, nn.ReLU(), nn.ConvTranspose2d(c, 3, cfg.patch, cfg.patch)
             )
         else:
-            self.net = nn.Sequential(nn.Conv2d(3, c, cfg.patch, cfg.patch), *blocks, nn.ReLU(), nn.Conv2d(c, cfg.embed_dim, 1))
+            self.net = nn.Sequential(
+                nn.Conv2d(3, c, cfg.patch, cfg.patch), *blocks, nn.ReLU(), nn.Conv2d(c, cfg.embed_dim, 1)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) -> (B, T, C', H', W'), frames independent."""
@@ -127,7 +129,9 @@ class STViViTCoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         patch_dim = 3 * cfg.patch**2
-        st = STConfig(dim=cfg.channels, depth=cfg.blocks, heads=cfg.heads, tokens=cfg.grid**2, max_frames=cfg.max_frames)
+        st = STConfig(
+            dim=cfg.channels, depth=cfg.blocks, heads=cfg.heads, tokens=cfg.grid**2, max_frames=cfg.max_frames
+        )
         self.inp = nn.Linear(cfg.embed_dim if decoder else patch_dim, cfg.channels)
         self.st = STTransformer(st)
         self.out = nn.Linear(cfg.channels, patch_dim if decoder else cfg.embed_dim)
@@ -190,7 +194,9 @@ class Tokenizer(nn.Module):
         loss = recon_loss + self.cfg.codebook_weight * q.codebook_loss + self.cfg.commitment_weight * q.commitment_loss
         tokens = q.indices.view(b, t, h, w)
         recon = output_to_frames(out.float())
-        return TokenizerOutput(tokens, recon, recon_loss, q.codebook_loss, q.commitment_loss, loss, q.perplexity, q.usage)
+        return TokenizerOutput(
+            tokens, recon, recon_loss, q.codebook_loss, q.commitment_loss, loss, q.perplexity, q.usage
+        )
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

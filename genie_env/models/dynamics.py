@@ -1,0 +1,253 @@
+"""The dynamics model: MaskGIT over each frame's tokens, conditioned on past frames and actions,
+with heads for the reward and the termination of each transition.
+
+Slots. A window of frames z_0..z_{W-1} with actions a_0..a_{W-1} becomes W slots; slot s holds
+the known frame z_s (one embedding per position, never masked), the next frame z_{s+1} (partly
+masked) and the action a_s (a token prepended to the frame, or added to every position). Slot s
+predicts the masked tokens of z_{s+1} and the reward and termination of the transition (z_s, a_s);
+the last slot's next frame lies beyond the window and is fully masked (its events still train).
+
+Past frames in training versus sampling. Training: every slot sees its previous frame unmasked at
+every position (teacher forcing, and "nothing changed" becomes the easy prediction) plus its own
+frame masked at a ratio drawn from U(0.5, 1) per sample. Sampling: a slot sees the previous frame
+(real or generated) unmasked plus its own frame fully masked, refined over K MaskGIT steps; its final
+pass goes into the KV cache. Ratio 1 is inside the training range, so sampling never shows the model
+an input unlike its training inputs, and later frames reach a slot through its previous-frame channel
+and causal temporal attention over earlier slots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genie_env.models.st_transformer import KVCache, STConfig, STTransformer
+
+ACTION_MODES = ("token", "add")
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Shape, conditioning and losses of the dynamics model."""
+
+    codebook_size: int = 1024
+    """token vocabulary (the tokenizer's codebook size)"""
+    grid: int = 8
+    """tokens per side of a frame (the tokenizer's token grid)"""
+    num_actions: int = 15
+    """CoinRun's 15 actions"""
+    dim: int = 256
+    """transformer width"""
+    depth: int = 4
+    """ST blocks"""
+    heads: int = 4
+    """attention heads"""
+    mlp_ratio: float = 4.0
+    """MLP width as a multiple of dim"""
+    context_frames: int = 16
+    """training window and the KV cache's sliding window, in frames"""
+    action_mode: str = "token"
+    """action conditioning: token (prepended to each frame) or add (added to every token)"""
+    prev_token: bool = True
+    """show the previous frame's token at every position"""
+    mask_min: float = 0.5
+    """lowest mask ratio drawn per training sample"""
+    mask_max: float = 1.0
+    """highest mask ratio drawn per training sample"""
+    reward_pos_weight: float = 10.0
+    """weight of positive (coin) transitions in the reward loss (rare class)"""
+    termination_pos_weight: float = 10.0
+    """weight of terminal transitions in the termination loss (rare class)"""
+    event_weight: float = 1.0
+    """weight of the reward and termination losses next to the token cross-entropy"""
+    attention: str = "st"
+    """st, or full spatiotemporal attention (scaling benchmark only)"""
+
+    def __post_init__(self) -> None:
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"unknown action_mode {self.action_mode!r}: use one of {ACTION_MODES}")
+        if not 0.0 < self.mask_min <= self.mask_max <= 1.0:
+            raise ValueError(f"need 0 < mask_min <= mask_max <= 1, got {self.mask_min}, {self.mask_max}")
+        if self.context_frames < 2:
+            raise ValueError(f"context_frames must be >= 2, got {self.context_frames}")
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per frame."""
+        return self.grid * self.grid
+
+    @property
+    def mask_id(self) -> int:
+        return self.codebook_size
+
+
+class DynamicsOutput(NamedTuple):
+    """logits float (B, T, S, K) over each slot's frame tokens; events float (B, T, 2): reward and
+    termination logits (adjusted for the class weights, so sigmoid gives calibrated probabilities)."""
+
+    logits: torch.Tensor
+    events: torch.Tensor
+
+
+class StepOutput(NamedTuple):
+    """One generated frame: tokens int64 (B, S), reward float (B,) (expected reward), probabilities
+    float (B,) of a coin and of termination."""
+
+    tokens: torch.Tensor
+    reward: torch.Tensor
+    reward_prob: torch.Tensor
+    termination_prob: torch.Tensor
+
+
+COIN_REWARD = 10.0
+
+
+def sample_mask(batch: int, slots: int, tokens: int, low: float, high: float, device=None) -> torch.Tensor:
+    """Training mask bool (batch, slots, tokens): one ratio r ~ U(low, high) per sample (per-batch draws
+    make training far noisier), ceil(r * tokens) positions masked in each slot, positions uniform."""
+    ratio = torch.empty(batch, 1, 1, device=device).uniform_(low, high)
+    ranks = torch.rand(batch, slots, tokens, device=device).argsort(-1).argsort(-1)
+    return ranks < torch.ceil(ratio * tokens)
+
+
+class DynamicsModel(nn.Module):
+    """ST-transformer MaskGIT dynamics with reward and termination heads (see the module docstring)."""
+
+    def __init__(self, cfg: DynamicsConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.token_emb = nn.Embedding(cfg.codebook_size + 1, cfg.dim)  # + the mask token
+        self.prev_emb = nn.Embedding(cfg.codebook_size, cfg.dim) if cfg.prev_token else None
+        self.action_emb = nn.Embedding(cfg.num_actions, cfg.dim)
+        spatial = cfg.tokens + (cfg.action_mode == "token")
+        self.st = STTransformer(STConfig(
+            dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, tokens=spatial,
+            max_frames=cfg.context_frames, temporal_pos="rope", window=cfg.context_frames, attention=cfg.attention,
+        ))  # fmt: skip
+        self.head = nn.Linear(cfg.dim, cfg.codebook_size)
+        self.event_head = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, 2))
+        # log class weights, removed from the event logits so probabilities stay calibrated
+        self.register_buffer(
+            "event_bias", torch.tensor([math.log(cfg.reward_pos_weight), math.log(cfg.termination_pos_weight)])
+        )
+
+    def check_inputs(self, tokens: torch.Tensor, actions: torch.Tensor) -> None:
+        """Raise a clear error for tokens or actions out of range."""
+        k, a = self.cfg.codebook_size, self.cfg.num_actions
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= k):
+            raise ValueError(f"tokens out of range: the model has {k} codes (0..{k - 1})")
+        if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= a):
+            raise ValueError(f"action out of range: CoinRun has {a} actions (0..{a - 1})")
+
+    def forward(self, prev: torch.Tensor, current: torch.Tensor, actions: torch.Tensor,
+                cache: KVCache | None = None, commit: bool = True) -> DynamicsOutput:  # fmt: skip
+        """prev int64 (B, T, S) tokens of each slot's previous frame; current int64 (B, T, S) with
+        `mask_id` where masked; actions int64 (B, T): the action taken on the previous frame."""
+        x = self.token_emb(current)
+        if self.prev_emb is not None:
+            x = x + self.prev_emb(prev)
+        act = self.action_emb(actions)[:, :, None]  # (B, T, 1, D)
+        x = torch.cat([act, x], dim=2) if self.cfg.action_mode == "token" else x + act
+        h = self.st(x, cache=cache, commit=commit)
+        if self.cfg.action_mode == "token":
+            pooled, frame = h[:, :, 0], h[:, :, 1:]
+        else:
+            pooled, frame = h.mean(2), h
+        events = self.event_head(pooled).float() - self.event_bias
+        return DynamicsOutput(self.head(frame).float(), events)
+
+    # ------------------------------------------------------------------------- training
+    def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+             terminations: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """Training loss on windows: tokens int64 (B, W, h, w), actions int64 (B, W), rewards float (B, W),
+        terminations bool (B, W). Returns the total loss and each term."""
+        cfg = self.cfg
+        b, w = tokens.shape[:2]
+        z = tokens.reshape(b, w, cfg.tokens)
+        prev = z
+        target = torch.cat([z[:, 1:], torch.zeros_like(z[:, :1])], dim=1)  # slot s predicts z_{s+1}... shifted
+        masked = sample_mask(b, w, cfg.tokens, cfg.mask_min, cfg.mask_max, z.device)
+        masked[:, -1] = True  # the frame after the window is unknown
+        current = torch.where(masked, torch.full_like(target, cfg.mask_id), target)
+        out = self(prev, current, actions)
+        scored = masked[:, :-1]
+        ce = F.cross_entropy(out.logits[:, :-1][scored], target[:, :-1][scored])
+        accuracy = (out.logits[:, :-1][scored].argmax(-1) == target[:, :-1][scored]).float().mean()
+        copy_accuracy = (prev[:, :-1][scored] == target[:, :-1][scored]).float().mean()
+        raw = out.events + self.event_bias  # training logits: the class weights act through pos_weight
+        coin = (rewards > 0).float()
+        reward_loss = F.binary_cross_entropy_with_logits(raw[..., 0], coin, pos_weight=self.event_bias[0].exp())
+        term_loss = F.binary_cross_entropy_with_logits(
+            raw[..., 1], terminations.float(), pos_weight=self.event_bias[1].exp()
+        )
+        total = ce + cfg.event_weight * (reward_loss + term_loss)
+        return total, {
+            "mask_ce": ce.detach(),
+            "mask_accuracy": accuracy.detach(),
+            "copy_accuracy": copy_accuracy.detach(),
+            "reward_bce": reward_loss.detach(),
+            "termination_bce": term_loss.detach(),
+        }
+
+    # ------------------------------------------------------------------------- sampling
+    def new_cache(self) -> KVCache:
+        """An empty KV cache (sliding window of `context_frames`) for `observe` and `step`."""
+        return self.st.new_cache()
+
+    @torch.no_grad()
+    def observe(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor) -> None:
+        """Feed a known transition into the cache: prev int64 (B, S), the frame the action int64 (B,) was
+        taken on. The next slot is the one `step` then generates (or a later `observe` fills)."""
+        current = torch.full_like(prev, self.cfg.mask_id)
+        self(prev[:, None], current[:, None], action[:, None], cache=cache)
+
+    @torch.no_grad()
+    def step(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor, steps: int = 1,
+             temperature: float = 0.0, generator: torch.Generator | None = None) -> StepOutput:  # fmt: skip
+        """Generate the frame after prev int64 (B, S) under action int64 (B,) with K = `steps` MaskGIT
+        refinement steps (cosine schedule; temperature 0 = most likely token) and commit it to the cache."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        b, s = prev.shape
+        current = torch.full_like(prev, self.cfg.mask_id)
+        for k in range(steps):
+            last = k == steps - 1
+            out = self(prev[:, None], current[:, None], action[:, None], cache=cache, commit=last)
+            logits = out.logits[:, 0]
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, -1)
+                sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
+            else:
+                probs = torch.softmax(logits, -1)
+                sampled = logits.argmax(-1)
+            still = current == self.cfg.mask_id
+            if last:
+                current = torch.where(still, sampled, current)
+                break
+            confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~still, float("inf"))
+            keep_masked = int(math.floor(s * math.cos(math.pi / 2 * (k + 1) / steps)))
+            order = confidence.argsort(-1)  # least confident first
+            remask = torch.zeros_like(still)
+            remask.scatter_(1, order[:, :keep_masked], True)
+            current = torch.where(still & ~remask, sampled, current)
+        p = torch.sigmoid(out.events[:, 0])
+        return StepOutput(current, COIN_REWARD * p[:, 0], p[:, 0], p[:, 1])
+
+
+class DynamicsObjective(nn.Module):
+    """Training objective for the shared trainer: a window batch of token shards -> StepResult."""
+
+    def __init__(self, model: DynamicsModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        from genie_env.trainer import StepResult
+
+        loss, metrics = self.model.loss(batch["tokens"], batch["actions"], batch["rewards"], batch["terminations"])
+        return StepResult(loss, metrics)

@@ -1,0 +1,140 @@
+"""The dynamics model: causality, cache == no cache, masking, sampling, event heads, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genie_env.evaluate.dynamics import _auc, rollout_tokens
+from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, sample_mask
+from genie_env.models.st_transformer import STConfig, STTransformer
+
+TINY = DynamicsConfig(codebook_size=16, grid=2, dim=32, depth=2, heads=2, context_frames=6)
+
+
+def model(cfg=TINY, seed=0):
+    torch.manual_seed(seed)
+    return DynamicsModel(cfg).eval()
+
+
+def data(b=2, t=6, cfg=TINY, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, cfg.codebook_size, (b, t, cfg.tokens), generator=g)
+    actions = torch.randint(0, cfg.num_actions, (b, t), generator=g)
+    return tokens, actions
+
+
+@pytest.mark.parametrize("mode", ["token", "add"])
+def test_prediction_of_frame_t_plus_1_depends_only_on_the_past_and_action_t(mode):
+    cfg = DynamicsConfig(**{**TINY.__dict__, "action_mode": mode})
+    m = model(cfg)
+    tokens, actions = data(cfg=cfg)
+    masked = torch.full_like(tokens, cfg.mask_id)
+    t = 2
+    base = m(tokens, masked, actions)
+    later_tokens, later_actions = tokens.clone(), actions.clone()
+    later_tokens[:, t + 1 :] = (later_tokens[:, t + 1 :] + 1) % cfg.codebook_size
+    later_actions[:, t + 1 :] = (later_actions[:, t + 1 :] + 1) % cfg.num_actions
+    changed_future = m(later_tokens, masked, later_actions)
+    assert torch.allclose(base.logits[:, : t + 1], changed_future.logits[:, : t + 1], atol=1e-5)
+    assert torch.allclose(base.events[:, : t + 1], changed_future.events[:, : t + 1], atol=1e-5)
+    other_action = actions.clone()
+    other_action[:, t] = (other_action[:, t] + 7) % cfg.num_actions
+    assert not torch.allclose(base.logits[:, t], m(tokens, masked, other_action).logits[:, t], atol=1e-5)
+
+
+def test_rollout_with_kv_cache_equals_recomputing_without_it():
+    m = model()
+    tokens, actions = data(t=9)
+    context, ctx_actions, future = tokens[:, :3], actions[:, :2], actions[:, 2:9]
+    cached = rollout_tokens(m, context, ctx_actions, future)  # 7 frames: the 6-frame window slides
+    frames, acts = list(context.unbind(1)), list(actions[:, :2].unbind(1))
+    with torch.no_grad():
+        for h in range(future.shape[1]):
+            acts.append(future[:, h])
+            prev = torch.stack(frames, 1)[:, -TINY.context_frames :]
+            act = torch.stack(acts, 1)[:, -TINY.context_frames :]
+            out = m(prev, torch.full_like(prev, TINY.mask_id), act)
+            frames.append(out.logits[:, -1].argmax(-1))
+    assert torch.equal(cached, torch.stack(frames[3:], 1))
+
+
+def test_mask_ratio_is_drawn_per_sample_within_bounds():
+    torch.manual_seed(0)
+    masked = sample_mask(64, 5, 100, 0.5, 1.0)
+    counts = masked.sum(-1)  # (64, 5)
+    assert (counts == counts[:, :1]).all()  # one ratio per sample, shared by its slots
+    assert counts.min() >= 50 and counts.max() <= 100
+    assert len(counts[:, 0].unique()) > 10  # ratios differ between samples
+    assert not (masked[:, 0] == masked[:, 1]).all()  # positions differ between slots
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_sampling_shapes_and_determinism_under_a_seed(steps):
+    m = model()
+    tokens, actions = data()
+
+    def sample(seed):
+        cache = m.new_cache()
+        out = m.step(cache, tokens[:, 0], actions[:, 0], steps=steps, temperature=1.0,
+                     generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        return out
+
+    a, b, c = sample(0), sample(0), sample(1)
+    assert a.tokens.shape == (2, TINY.tokens) and a.tokens.dtype == torch.int64
+    assert a.reward.shape == a.termination_prob.shape == (2,)
+    assert ((a.tokens >= 0) & (a.tokens < TINY.codebook_size)).all()
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.termination_prob, b.termination_prob)
+    assert not torch.equal(a.tokens, c.tokens)
+    assert 0 <= float(a.reward.min()) and float(a.reward.max()) <= 10.0
+
+
+def test_event_heads_learn_a_synthetic_rule_with_calibrated_probabilities():
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(codebook_size=8, grid=2, dim=32, depth=1, heads=2, context_frames=4)
+    m = DynamicsModel(cfg)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(150):
+        tokens = torch.randint(0, 8, (32, 4, 2, 2))
+        actions = torch.randint(0, 15, (32, 4))
+        loss, _ = m.loss(tokens, actions, 10.0 * (actions == 5), actions == 3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    tokens, actions = torch.randint(0, 8, (256, 4, 4)), torch.randint(0, 15, (256, 4))
+    with torch.no_grad():
+        p = torch.sigmoid(m(tokens, torch.full_like(tokens, cfg.mask_id), actions).events)
+    coin, term = p[..., 0].flatten().numpy(), p[..., 1].flatten().numpy()
+    assert _auc(term, (actions == 3).flatten().numpy()) > 0.95
+    assert _auc(coin, (actions == 5).flatten().numpy()) > 0.95
+    # calibrated: the mean probability is close to the base rate (1/15), not inflated by the class weight
+    assert abs(term.mean() - 1 / 15) < 0.03
+
+
+def test_bad_inputs_give_clear_errors():
+    m = model()
+    tokens, actions = data(t=8)
+    with pytest.raises(ValueError, match="longer than the model's window of 6"):
+        rollout_tokens(m, tokens[:, :7], actions[:, :6], actions[:, :2])
+    with pytest.raises(ValueError, match="tokens out of range: the model has 16 codes"):
+        rollout_tokens(m, tokens[:, :2] + 16, actions[:, :1], actions[:, :2])
+    with pytest.raises(ValueError, match="action out of range: CoinRun has 15 actions"):
+        rollout_tokens(m, tokens[:, :2], actions[:, :1], actions[:, :2] + 15)
+    with pytest.raises(ValueError, match="unknown action_mode"):
+        DynamicsConfig(action_mode="concat")
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        m.step(m.new_cache(), tokens[:, 0], actions[:, 0], steps=0)
+
+
+def test_full_attention_variant_has_the_same_interface_and_is_frame_causal():
+    torch.manual_seed(0)
+    cfg = STConfig(dim=16, depth=1, heads=2, tokens=3, temporal_pos="rope", attention="full")
+    st = STTransformer(cfg).eval()
+    x = torch.randn(1, 4, 3, 16)
+    y = x.clone()
+    y[:, 3] += 1.0
+    assert st(x).shape == x.shape
+    assert torch.allclose(st(x)[:, :3], st(y)[:, :3], atol=1e-6)
+    with pytest.raises(ValueError, match="KV cache needs"):
+        st.new_cache()

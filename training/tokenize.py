@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, CheckpointError) as e:
         fail(str(e))
     grid = "x".join(map(str, manifest["token_grid"]))
-    print(
-        f"{args.out}: {manifest['counts']['frames']} frames as {grid} tokens (tokenizer {manifest['tokenizer']['sha256'][:12]})"
-    )
+    digest = manifest["tokenizer"]["sha256"][:12]
+    print(f"{args.out}: {manifest['counts']['frames']} frames as {grid} tokens (tokenizer {digest})")
 
 
 if __name__ == "__main__":

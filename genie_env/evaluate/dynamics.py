@@ -21,8 +21,15 @@ HORIZONS = (1, 4, 8, 16)
 
 
 @torch.no_grad()
-def rollout_tokens(model: DynamicsModel, context: torch.Tensor, context_actions: torch.Tensor, actions: torch.Tensor,
-                   steps: int = 1, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def rollout_tokens(
+    model: DynamicsModel,
+    context: torch.Tensor,
+    context_actions: torch.Tensor,
+    actions: torch.Tensor,
+    steps: int = 1,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Generate H frames: context int64 (B, C, S) tokens, context_actions int64 (B, C-1) taken between
     them, actions int64 (B, H) (actions[:, 0] taken on the last context frame) -> tokens int64 (B, H, S).
 

@@ -135,3 +135,30 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path)
     assert len(one) == len(two) == 6
     assert one == pytest.approx(two, rel=1e-4, abs=1e-6)
     assert one[-1] < one[0]
+
+
+class _Regression(nn.Module):
+    """A linear-regression objective: deterministic, so accumulation can be compared exactly."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = nn.Linear(3, 1)
+
+    def forward(self, batch):
+        err = self.model(batch["x"]).squeeze(-1) - batch["y"]
+        return StepResult(err.pow(2).mean(), {"abs_err": err.abs().mean()})
+
+
+def test_gradient_accumulation_matches_the_same_global_batch(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = [{"x": torch.randn(3, generator=g), "y": torch.randn((), generator=g)} for _ in range(64)]
+    finals = []
+    for accum in (1, 4):
+        cfg = TrainConfig(steps=6, batch_size=8, grad_accum=accum, num_workers=0, warmup_steps=1, log_every=1)
+        objective = _Regression()
+        Trainer(objective, data, cfg, tmp_path / f"accum{accum}", "toy", cfg).fit()
+        finals.append(objective.model.weight.detach().clone())
+    assert torch.allclose(finals[0], finals[1], atol=1e-6)
+    with pytest.raises(ValueError, match="divisible by --grad-accum"):
+        TrainConfig(batch_size=8, grad_accum=3)

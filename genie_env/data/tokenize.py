@@ -48,7 +48,7 @@ def encode_frames(tokenizer: Tokenizer, frames: np.ndarray, episode_ids: np.ndar
         spans = [(c, min(c + cfg.max_frames, b)) for a, b in zip(*episode_bounds(episode_ids))
                  for c in range(a, b, cfg.max_frames)]  # fmt: skip
     for a, b in spans:
-        clip = torch.from_numpy(np.ascontiguousarray(frames[a:b])).to(device)
+        clip = torch.from_numpy(np.array(frames[a:b])).to(device)
         clip = clip[:, None] if cfg.kind == "conv" else clip[None]  # conv: (N, 1, ...); stvivit: (1, T, ...)
         tokens = tokenizer.encode(clip).reshape(b - a, cfg.grid, cfg.grid)
         out[a:b] = tokens.cpu().numpy().astype(np.uint16)

@@ -28,6 +28,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/collect.py
 	$(BIN)/python benchmarks/tokenizer.py $(if $(wildcard runs/tokenizer_cpu/latest.json),--checkpoint runs/tokenizer_cpu)
+	$(BIN)/python benchmarks/st_scaling.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -211,19 +211,18 @@ class Collector:
             raise DatasetError(f"--resume with different settings than {self.root} was collected with ({named})")
         if manifest.get("complete"):
             return manifest
-        self.shards = shard_infos(manifest)
         self.resume_name = manifest.get("resume_state")
         removed = remove_orphans(self.root, manifest, keep={self.resume_name} if self.resume_name else set())
         if removed:
             logger.info("removed files a killed run left behind: %s", removed)
+        if self.resume_name is None:  # killed before the first commit: nothing to continue from
+            self._start_env()
+            return None
+        self.shards = shard_infos(manifest)
         state = manifest["state"]
         self.next_episode_id = state["next_episode_id"]
         self.kept = dict(state["kept"])
         self.shard_index = state["shard_index"]
-        if self.resume_name is None:  # killed before the first commit: nothing to continue from
-            self.shards, self.kept, self.shard_index, self.next_episode_id = [], {"frames": 0, "episodes": 0}, 0, 0
-            self._start_env()
-            return None
         path = self.root / self.resume_name
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -178,3 +178,27 @@ def weights_sha256(path: str | Path) -> str:
         while block := f.read(1 << 24):
             h.update(block)
     return h.hexdigest()
+
+
+def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
+    """Copy a checkpoint's weights (cast to `dtype`) and config.json to `out`, without optimizer state:
+    the inference-only form a model ships in. Returns `out`."""
+    src, out = Path(src), Path(out)
+    meta = read_config(src)
+    state = load_tensors(src / WEIGHTS)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
+    meta = {k: v for k, v in meta.items() if k != "train"}
+    meta["exported_from"] = str(src)
+    meta["weights_dtype"] = str(dtype).replace("torch.", "") if dtype is not None else "unchanged"
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out

@@ -17,6 +17,7 @@ COMMANDS = {
     "eval-tokenizer": "training.eval_tokenizer",
     "train-dynamics": "training.train_dynamics",
     "eval-dynamics": "training.eval_dynamics",
+    "export": "training.export",
     "demo": "training.demo",
 }
 

@@ -101,7 +101,8 @@ def test_export_casts_to_fp16_and_drops_optimizer_state(tmp_path):
 
     torch.manual_seed(0)
     model = Tokenizer(CONV).eval()
-    save_checkpoint(tmp_path / "ckpt", model, "tokenizer", CONV, tensors={"optimizer.safetensors": {"x": torch.ones(1)}})
+    optimizer = {"optimizer.safetensors": {"x": torch.ones(1)}}
+    save_checkpoint(tmp_path / "ckpt", model, "tokenizer", CONV, tensors=optimizer)
     out = export_checkpoint(tmp_path / "ckpt", tmp_path / "export")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     loaded = load_tokenizer(out)

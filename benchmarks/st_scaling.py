@@ -100,7 +100,7 @@ def main(args: Args) -> dict:
                            temporal_pos="rope", window=context)  # fmt: skip
             model = STTransformer(cfg).to(dev).eval()
             history = torch.randn(args.batch, context, args.tokens, args.dim, device=dev)
-            cache = model.new_cache()
+            cache = model.new_cache(args.batch)
             for t in range(context):  # fill the window, then keep stepping (the ring buffer wraps)
                 model(history[:, t : t + 1], cache=cache)
             frame = history[:, -1:]

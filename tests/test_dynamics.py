@@ -75,7 +75,7 @@ def test_sampling_shapes_and_determinism_under_a_seed(steps):
     tokens, actions = data()
 
     def sample(seed):
-        cache = m.new_cache()
+        cache = m.new_cache(2)
         out = m.step(cache, tokens[:, 0], actions[:, 0], steps=steps, temperature=1.0,
                      generator=torch.Generator().manual_seed(seed))  # fmt: skip
         return out
@@ -124,7 +124,7 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="unknown action_mode"):
         DynamicsConfig(action_mode="concat")
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        m.step(m.new_cache(), tokens[:, 0], actions[:, 0], steps=0)
+        m.step(m.new_cache(2), tokens[:, 0], actions[:, 0], steps=0)
 
 
 def test_full_attention_variant_has_the_same_interface_and_is_frame_causal():
@@ -137,4 +137,24 @@ def test_full_attention_variant_has_the_same_interface_and_is_frame_causal():
     assert st(x).shape == x.shape
     assert torch.allclose(st(x)[:, :3], st(y)[:, :3], atol=1e-6)
     with pytest.raises(ValueError, match="KV cache needs"):
-        st.new_cache()
+        st.new_cache(1)
+
+
+def test_kv_cache_rows_reset_independently():
+    torch.manual_seed(0)
+    cfg = STConfig(dim=32, depth=2, heads=2, tokens=5, temporal_pos="rope", window=3, max_frames=8)
+    st = STTransformer(cfg).eval()
+    x = torch.randn(2, 7, 5, 32)
+    cache = st.new_cache(2)
+    outs = []
+    with torch.no_grad():
+        for i in range(7):
+            if i == 4:
+                cache.reset(torch.tensor([False, True]))  # sequence 1 starts over at frame 4
+            outs.append(st(x[:, i : i + 1], cache=cache))
+        fresh = st.new_cache(1)
+        restarted = torch.cat([st(x[1:2, i : i + 1], cache=fresh) for i in range(4, 7)], 1)
+        untouched = st(x[0:1])  # sequence 0, recomputed without a cache (same sliding window)
+    outs = torch.cat(outs, 1)
+    assert torch.allclose(outs[1:2, 4:], restarted, atol=1e-5)
+    assert torch.allclose(outs[0:1], untouched, atol=1e-5)

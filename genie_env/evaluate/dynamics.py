@@ -39,7 +39,7 @@ def rollout_tokens(
             f"context of {context.shape[1]} frames is longer than the model's window of {model.cfg.context_frames}"
         )
     model.check_inputs(context, torch.cat([context_actions.flatten(), actions.flatten()]))
-    cache = model.new_cache()
+    cache = model.new_cache(len(context))
     for c in range(context.shape[1] - 1):
         model.observe(cache, context[:, c], context_actions[:, c])
     prev, frames = context[:, -1], []
@@ -104,7 +104,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
         for j, e in enumerate(group):
             toks[j, : len(e["actions"])] = torch.from_numpy(e["tokens"].astype(np.int64)).flatten(1)
             acts[j, : len(e["actions"])] = torch.from_numpy(e["actions"])
-        cache = model.new_cache()
+        cache = model.new_cache(len(group))
         probs = []
         for t in range(length):
             current = torch.full_like(toks[:, t], model.cfg.mask_id)

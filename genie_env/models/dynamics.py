@@ -195,9 +195,9 @@ class DynamicsModel(nn.Module):
         }
 
     # ------------------------------------------------------------------------- sampling
-    def new_cache(self) -> KVCache:
-        """An empty KV cache (sliding window of `context_frames`) for `observe` and `step`."""
-        return self.st.new_cache()
+    def new_cache(self, batch: int) -> KVCache:
+        """An empty KV cache for `batch` sequences (sliding window of `context_frames`), for `observe` and `step`."""
+        return self.st.new_cache(batch)
 
     @torch.no_grad()
     def observe(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor) -> None:

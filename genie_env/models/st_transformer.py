@@ -55,10 +55,12 @@ class STConfig:
 
 
 def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding of x (..., L, d) at integer positions (L,)."""
+    """Rotary position embedding of x (N, H, L, d) at integer positions (L,) or, per row, (N, L)."""
     d = x.shape[-1]
     freqs = 1.0 / (10000 ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
-    angles = positions.float()[:, None] * freqs[None]  # (L, d/2)
+    angles = positions.to(x.device).float()[..., None] * freqs  # (L, d/2) or (N, L, d/2)
+    if angles.ndim == 3:
+        angles = angles[:, None]  # broadcast over heads
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
@@ -84,33 +86,51 @@ def window_mask(t: int, window: int, device) -> torch.Tensor:
 
 
 class KVCache:
-    """Temporal keys/values of the last `window` frames for every block: ring buffers (B*S, H, W, d)."""
+    """Temporal keys/values of the last `window` frames of each batch element, for every block.
 
-    def __init__(self, depth: int, window: int) -> None:
-        self.window = window
+    Ring buffers (B*S, H, W, d). Each batch element b (an environment) has its own frame count
+    `frames[b]`, which is both its rotary position and its ring slot, and can be reset alone, so a
+    batch of environments can start new episodes at different steps.
+    """
+
+    def __init__(self, depth: int, window: int, batch: int, spatial: int) -> None:
+        self.window, self.spatial = window, spatial
         self.keys: list[torch.Tensor | None] = [None] * depth
         self.values: list[torch.Tensor | None] = [None] * depth
-        self.frames = 0  # frames seen so far: the absolute position of the next frame
+        self.frames = torch.zeros(batch, dtype=torch.long)
+
+    def positions(self) -> torch.Tensor:
+        """Rotary position of the next frame of each row (B*S, 1)."""
+        return self.frames.repeat_interleave(self.spatial)[:, None]
 
     def attend(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Store this frame's k, v (N, H, 1, d) and attend q (N, H, 1, d) over the cached window."""
+        """Store this frame's k, v (B*S, H, 1, d) and attend q (B*S, H, 1, d) over each row's window."""
+        n, h, _, d = k.shape
+        if n != len(self.frames) * self.spatial:
+            raise ValueError(f"cache holds {len(self.frames)} sequences of {self.spatial} tokens, got {n} rows")
         if self.keys[block] is None:
-            n, h, _, d = k.shape
             self.keys[block] = k.new_zeros(n, h, self.window, d)
             self.values[block] = v.new_zeros(n, h, self.window, d)
-        slot = self.frames % self.window
-        self.keys[block][:, :, slot] = k[:, :, 0]
-        self.values[block][:, :, slot] = v[:, :, 0]
-        filled = min(self.frames + 1, self.window)
-        return sdpa(q, self.keys[block][:, :, :filled], self.values[block][:, :, :filled])
+        self.frames = self.frames.to(k.device)
+        rows = torch.arange(n, device=k.device)
+        slots = (self.frames % self.window).repeat_interleave(self.spatial)
+        self.keys[block][rows, :, slots] = k[:, :, 0].to(self.keys[block].dtype)
+        self.values[block][rows, :, slots] = v[:, :, 0].to(self.values[block].dtype)
+        filled = (self.frames + 1).clamp(max=self.window)
+        if bool((filled == self.window).all()):
+            return sdpa(q, self.keys[block].to(q.dtype), self.values[block].to(q.dtype))
+        valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
+        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
+        return sdpa(q, self.keys[block].to(q.dtype), self.values[block].to(q.dtype), mask)
 
-    def select(self, index: torch.Tensor, spatial: int) -> None:
-        """Keep only the batch rows in `index` (e.g. to drop or reorder environments)."""
-        for cache in (self.keys, self.values):
-            for i, t in enumerate(cache):
-                if t is not None:
-                    t = t.view(-1, spatial, *t.shape[1:])[index]
-                    cache[i] = t.reshape(-1, *t.shape[2:])
+    def advance(self) -> None:
+        """Every batch element has stored one more frame."""
+        self.frames = self.frames + 1
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Forget the frames of batch elements `rows` (bool (B,) or indices): they start a new sequence."""
+        self.frames = self.frames.clone()
+        self.frames[rows.to(self.frames.device)] = 0
 
 
 class Attention(nn.Module):
@@ -146,8 +166,8 @@ class STBlock(nn.Module):
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
 
-    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
-        """x: float (B, T, S, D) at frame positions start..start+T-1 -> (B, T, S, D).
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        """x: float (B, T, S, D) at frame positions 0..T-1 (or each row's next position in `cache`) -> (B, T, S, D).
 
         Frame t depends only on frames <= t (within the window). With `cache`, T must be 1.
         """
@@ -157,7 +177,7 @@ class STBlock(nn.Module):
         h = rearrange(h, "(b t) s d -> (b s) t d", b=b, t=t)
         q, k, v = self.temporal.qkv_heads(self.norm_t(h))
         if self.cfg.temporal_pos == "rope":
-            positions = torch.arange(start, start + t, device=x.device)
+            positions = cache.positions() if cache is not None else torch.arange(t, device=x.device)
             q, k = rope(q, positions), rope(k, positions)
         if cache is not None:
             attended = cache.attend(index, q, k, v)
@@ -179,7 +199,7 @@ class FullBlock(nn.Module):
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
 
-    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
         if cache is not None:
             raise NotImplementedError("the full-attention variant is for the scaling benchmark: no KV cache")
         b, t, s, _ = x.shape
@@ -204,11 +224,11 @@ class STTransformer(nn.Module):
         self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def new_cache(self) -> KVCache:
-        """An empty KV cache for frame-by-frame generation (needs rotary temporal positions)."""
+    def new_cache(self, batch: int) -> KVCache:
+        """An empty KV cache for generating `batch` sequences frame by frame (needs rotary positions)."""
         if self.cfg.temporal_pos != "rope" or self.cfg.attention != "st":
             raise ValueError("a KV cache needs attention='st' and temporal_pos='rope'")
-        return KVCache(self.cfg.depth, self.cfg.window or self.cfg.max_frames)
+        return KVCache(self.cfg.depth, self.cfg.window or self.cfg.max_frames, batch, self.cfg.tokens)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, commit: bool = True) -> torch.Tensor:
         """x: float (B, T, S, D) -> (B, T, S, D). With `cache`, x is the next single frame (T == 1);
@@ -223,9 +243,8 @@ class STTransformer(nn.Module):
         x = x + self.pos_spatial[None, None]
         if self.cfg.temporal_pos == "learned":
             x = x + self.pos_temporal[None, :t, None]
-        start = cache.frames if cache is not None else 0
         for i, block in enumerate(self.blocks):
-            x = block(x, start=start, cache=cache, index=i)
+            x = block(x, cache=cache, index=i)
         if cache is not None and commit:
-            cache.frames += 1
+            cache.advance()
         return self.norm(x)

@@ -3,16 +3,34 @@
 Importing the package registers the environments (the one place they are registered):
 
 - `ProcgenCoinRun-v0`: the real game; `gymnasium.make_vec(..., num_envs=N)` steps N levels in one call.
+- `GenieCoinRun-v0`: the world model's dream of it, with the same spaces; `make_vec` batches N dreams.
 
-Without the import, `gymnasium.make("genie_env:ProcgenCoinRun-v0")` imports the package first.
+Without the import, `gymnasium.make("genie_env:GenieCoinRun-v0")` imports the package first.
 """
 
 import gymnasium
 
 __version__ = "0.1.0"
+__all__ = ["Rollout", "WorldModel", "load_world_model"]
+
+
+def __getattr__(name: str):
+    # the world model needs torch; importing it only on use keeps `import genie_env` (and the real env) light
+    if name in __all__:
+        from genie_env import world_model
+
+        return getattr(world_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 gymnasium.register(
     id="ProcgenCoinRun-v0",
     entry_point="genie_env.envs.real:ProcgenCoinRunEnv",
     vector_entry_point="genie_env.envs.real:ProcgenCoinRunVectorEnv",
+)
+
+gymnasium.register(
+    id="GenieCoinRun-v0",
+    entry_point="genie_env.envs.dream:GenieCoinRunEnv",
+    vector_entry_point="genie_env.envs.dream:GenieCoinRunVectorEnv",
 )

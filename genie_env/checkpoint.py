@@ -195,6 +195,7 @@ def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | Non
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
     meta = {k: v for k, v in meta.items() if k != "train"}
     meta["exported_from"] = str(src)
+    meta["source_sha256"] = weights_sha256(src)
     meta["weights_dtype"] = str(dtype).replace("torch.", "") if dtype is not None else "unchanged"
     (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     if out.exists():

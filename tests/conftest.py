@@ -31,3 +31,18 @@ def tiny_tokenizer_run(tiny_dataset, tmp_path_factory) -> Path:
     args = default_args("tiny")
     run(type(args)(data=str(tiny_dataset), out=str(out), preset="tiny", model=args.model, train=args.train))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_world_model(tiny_dataset, tiny_tokenizer_run, tmp_path_factory) -> Path:
+    """A packaged tiny world model (tokenizer + dynamics + start contexts) trained in seconds."""
+    from genie_env.data.tokenize import tokenize_dataset
+    from genie_env.world_model import package_world_model
+    from training.train_dynamics import default_args, run
+
+    root = tmp_path_factory.mktemp("world")
+    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, root / "tokens", progress=False)
+    args = default_args("tiny")
+    run(type(args)(tokens=str(root / "tokens"), out=str(root / "dyn_run"), preset="tiny", model=args.model,
+                   train=args.train))  # fmt: skip
+    return package_world_model(tiny_tokenizer_run, root / "dyn_run", tiny_dataset, root / "model", num_contexts=16)

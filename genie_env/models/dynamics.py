@@ -207,10 +207,20 @@ class DynamicsModel(nn.Module):
         self(prev[:, None], current[:, None], action[:, None], cache=cache)
 
     @torch.no_grad()
-    def step(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor, steps: int = 1,
-             temperature: float = 0.0, generator: torch.Generator | None = None) -> StepOutput:  # fmt: skip
+    def step(
+        self,
+        cache: KVCache,
+        prev: torch.Tensor,
+        action: torch.Tensor,
+        steps: int = 1,
+        temperature: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> StepOutput:
         """Generate the frame after prev int64 (B, S) under action int64 (B,) with K = `steps` MaskGIT
-        refinement steps (cosine schedule; temperature 0 = most likely token) and commit it to the cache."""
+        refinement steps (cosine schedule; temperature 0 = most likely token) and commit it to the cache.
+
+        `generator` is one torch.Generator for the batch, or one per batch element (then each row's
+        samples depend only on its own generator, so a row samples the same alone or in any batch)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         b, s = prev.shape
@@ -221,7 +231,12 @@ class DynamicsModel(nn.Module):
             logits = out.logits[:, 0]
             if temperature > 0:
                 probs = torch.softmax(logits / temperature, -1)
-                sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
+                if isinstance(generator, list):
+                    sampled = torch.stack(
+                        [torch.multinomial(p, 1, generator=g)[:, 0] for p, g in zip(probs, generator)]
+                    )
+                else:
+                    sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
             else:
                 probs = torch.softmax(logits, -1)
                 sampled = logits.argmax(-1)

@@ -127,6 +127,20 @@ class KVCache:
         """Every batch element has stored one more frame."""
         self.frames = self.frames + 1
 
+    def assign(self, rows: torch.Tensor, other: KVCache) -> None:
+        """Overwrite batch elements `rows` (indices) with the sequences of `other` (one per row)."""
+        index = (rows[:, None] * self.spatial + torch.arange(self.spatial)).flatten()
+        for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
+            for i, t in enumerate(theirs):
+                if t is None:
+                    continue
+                if mine[i] is None:
+                    n = len(self.frames) * self.spatial
+                    mine[i] = t.new_zeros(n, *t.shape[1:])
+                mine[i][index.to(t.device)] = t.to(mine[i].dtype)
+        self.frames = self.frames.clone()
+        self.frames[rows.to(self.frames.device)] = other.frames.to(self.frames.device)
+
     def reset(self, rows: torch.Tensor) -> None:
         """Forget the frames of batch elements `rows` (bool (B,) or indices): they start a new sequence."""
         self.frames = self.frames.clone()

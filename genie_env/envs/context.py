@@ -1,0 +1,86 @@
+"""Where dreams start: real frames (and the actions between them) that condition a dream's first step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from genie_env.data.dataset import episode_bounds
+from genie_env.data.format import DatasetError, load_shard, read_manifest, shard_infos
+
+RESET_FROM = ("start", "any")
+
+
+class ContextSource:
+    """A pool of real contexts: frames uint8 (N, C, 64, 64, 3) and the actions between them int64 (N, C-1).
+
+    `sample(rng)` draws one context uniformly with a numpy Generator (an env's `np_random`).
+    """
+
+    def __init__(self, frames: np.ndarray, actions: np.ndarray | None = None) -> None:
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2:] != (64, 64, 3):
+            raise ValueError(f"context frames must be uint8 (N, C, 64, 64, 3), got {frames.dtype} {frames.shape}")
+        n, c = frames.shape[:2]
+        actions = np.zeros((n, c - 1), np.int64) if actions is None else np.asarray(actions, np.int64)
+        if actions.shape != (n, c - 1):
+            raise ValueError(f"context actions must have shape ({n}, {c - 1}), got {actions.shape}")
+        self.frames, self.actions = frames, actions
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def context_frames(self) -> int:
+        return self.frames.shape[1]
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One context: frames uint8 (C, 64, 64, 3), actions int64 (C-1,)."""
+        i = int(rng.integers(len(self.frames)))
+        return self.frames[i], self.actions[i]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ContextSource:
+        """Contexts saved by `save` (an .npz of `frames` and `actions`, no pickle)."""
+        path = Path(path)
+        if not path.exists():
+            raise DatasetError(f"context file {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["frames"], z["actions"])
+        except (OSError, ValueError, KeyError) as e:
+            raise DatasetError(f"corrupt context file {path}: {e}") from e
+
+    def save(self, path: str | Path) -> Path:
+        """Write the contexts as a compressed .npz."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, frames=self.frames, actions=self.actions)
+        return path
+
+    @classmethod
+    def from_dataset(cls, root: str | Path, context_frames: int = 1, reset_from: str = "start", split: str = "train",
+                     limit: int = 4096, seed: int = 0) -> ContextSource:  # fmt: skip
+        """Contexts of `context_frames` real frames from a frame dataset: at level starts
+        (`reset_from="start"`) or anywhere inside episodes (`"any"`, as dream-RL methods do to cover
+        later parts of levels); at most `limit` of them, drawn with `seed`."""
+        if reset_from not in RESET_FROM:
+            raise ValueError(f"unknown reset_from {reset_from!r}: use one of {RESET_FROM}")
+        manifest = read_manifest(root, kind="frames")
+        candidates = []  # (shard, first row) of every possible context
+        shards = [(info, load_shard(root, info)) for info in shard_infos(manifest, split)]
+        for s, (_, arrays) in enumerate(shards):
+            for a, b in zip(*episode_bounds(arrays["episode_ids"])):
+                if b - a < context_frames:
+                    continue
+                starts = [a] if reset_from == "start" else range(a, b - context_frames + 1)
+                candidates.extend((s, r) for r in starts)
+        if not candidates:
+            raise DatasetError(f"no {split} episode of {root} has {context_frames} frames")
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(candidates), size=min(limit, len(candidates)), replace=False)
+        chosen = [candidates[i] for i in pick]
+        frames = np.stack([shards[s][1]["frames"][r : r + context_frames] for s, r in chosen])
+        actions = np.stack([shards[s][1]["actions"][r : r + context_frames - 1] for s, r in chosen])
+        return cls(frames, actions)

@@ -1,0 +1,250 @@
+"""The world model as an environment: `GenieCoinRun-v0`, single and natively batched.
+
+A dream starts from a real context (one or more real frames), then every `step(action)` runs one
+dynamics step with the KV cache, decodes the predicted frame and returns the predicted reward and
+termination. Spaces are those of `ProcgenCoinRun-v0`, so one policy runs in both unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from genie_env.envs.context import ContextSource
+from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions
+from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
+
+EVENT_MODES = ("threshold", "sample")
+
+
+def _resolve(world_model, device, precision: str, context, context_frames: int, reset_from: str):
+    """(WorldModel, ContextSource) from the env kwargs."""
+    if isinstance(world_model, WorldModel):
+        wm = world_model
+        model_dir = None
+    else:
+        wm = load_world_model(world_model, device, precision)
+        model_dir = Path(world_model) if world_model is not None else DEFAULT_MODEL_DIR
+    if isinstance(context, ContextSource):
+        source = context
+    elif context is None:
+        if model_dir is None:
+            raise ValueError("pass context= (a dataset directory, a .npz of contexts or a ContextSource) "
+                             "with a WorldModel object")  # fmt: skip
+        source = ContextSource.from_file(model_dir / "contexts.npz")
+    elif isinstance(context, np.ndarray):
+        source = ContextSource(context)
+    elif Path(context).suffix == ".npz":
+        source = ContextSource.from_file(context)
+    else:
+        source = ContextSource.from_dataset(context, context_frames, reset_from)
+    if source.context_frames > wm.context_frames:
+        raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
+    return wm, source
+
+
+class DreamBatch:
+    """N dreams stepped in one batched model call: per-env KV-cache rows, tokens, counters, generators."""
+
+    def __init__(self, wm: WorldModel, source: ContextSource, num: int, steps: int = 1, temperature: float = 0.0,
+                 events: str = "threshold") -> None:  # fmt: skip
+        if events not in EVENT_MODES:
+            raise ValueError(f"unknown events mode {events!r}: use one of {EVENT_MODES}")
+        if steps < 1 or temperature < 0:
+            raise ValueError(f"sampling needs steps >= 1 and temperature >= 0, got {steps}, {temperature}")
+        self.wm, self.source, self.num = wm, source, num
+        self.steps, self.temperature, self.events = steps, temperature, events
+        dyn = wm.dynamics
+        self.cache = dyn.new_cache(num)
+        self.prev = torch.zeros(num, dyn.cfg.tokens, dtype=torch.long, device=wm.device)
+        self.frames = np.zeros((num, *FRAME_SHAPE), np.uint8)
+        self.dream_step = np.zeros(num, np.int64)
+        self.generators = [torch.Generator(device=wm.device) for _ in range(num)]
+
+    @torch.no_grad()
+    def start(self, i: int, rng: np.random.Generator) -> None:
+        """Start dream i from a context drawn with `rng`; its sampling generator is seeded from `rng` too."""
+        frames, actions = self.source.sample(rng)
+        self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
+        wm, dyn = self.wm, self.wm.dynamics
+        tokens = wm.encode(frames[None]).flatten(2)[0]  # (C, S)
+        sub = dyn.new_cache(1)
+        with wm.autocast():
+            for c in range(len(actions)):
+                dyn.observe(sub, tokens[c : c + 1], torch.tensor(actions[c : c + 1], device=wm.device))
+        self.cache.assign(torch.tensor([i]), sub)
+        self.prev[i] = tokens[-1]
+        grid = wm.tokenizer.cfg.grid
+        self.frames[i] = wm.decode(tokens[-1].view(1, 1, grid, grid))[0, 0]
+        self.dream_step[i] = 0
+
+    @torch.no_grad()
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Advance every dream: actions int (N,) -> frames uint8 (N, 64, 64, 3), rewards float32 (N,),
+        terminated bool (N,), and the coin and termination probabilities."""
+        wm = self.wm
+        act = torch.as_tensor(actions, dtype=torch.long, device=wm.device)
+        gens = self.generators if self.temperature > 0 else None
+        with wm.autocast():
+            out = wm.dynamics.step(self.cache, self.prev, act, self.steps, self.temperature, gens)
+        self.prev = out.tokens
+        grid = wm.tokenizer.cfg.grid
+        self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid))[:, 0]
+        coin_p = out.reward_prob.float().cpu().numpy()
+        term_p = out.termination_prob.float().cpu().numpy()
+        if self.events == "sample":
+            draws = np.array([torch.rand(2, generator=g).numpy() for g in self.generators])
+            coin, terminated = draws[:, 0] < coin_p, draws[:, 1] < term_p
+        else:
+            coin, terminated = coin_p >= 0.5, term_p >= 0.5
+        self.dream_step += 1
+        info = {"termination_prob": term_p, "reward_prob": coin_p, "dream_step": self.dream_step.copy()}
+        return self.frames.copy(), (10.0 * coin).astype(np.float32), terminated, info
+
+
+def _observation_space() -> spaces.Box:
+    return spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
+
+
+class GenieCoinRunEnv(gym.Env):
+    """CoinRun dreamed by the world model, one episode at a time.
+
+    Spaces, actions and rewards as in `ProcgenCoinRun-v0`: observation uint8 (64, 64, 3), `Discrete(15)`
+    (`ACTION_MEANINGS`), reward 10 when the model predicts the coin. `reset(seed=s)` draws a real
+    context (from the contexts shipped with the model, a dataset directory, or an array) and seeds all
+    sampling, so the same seed and actions give the same dream. An episode terminates when the model
+    predicts it (`events="threshold"`: probability >= 0.5, or `"sample"`: a Bernoulli draw) and is
+    truncated after `max_episode_steps` (1000 as in CoinRun; short imagined horizons such as 15-20
+    make dream-RL bootstrap the value instead). Info: `termination_prob`, `reward_prob`, `dream_step`.
+
+    Kwargs: `world_model` (a directory, a `WorldModel`, or None for the shipped model), `device`,
+    `precision` (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`,
+    `context_frames` and `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`,
+    `events`, `render_mode`.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
+
+    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
+                 sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
+                 reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        wm, source = _resolve(world_model, device, precision, context, context_frames, reset_from)
+        self.world_model = wm
+        self.dream = DreamBatch(wm, source, 1, events=events, **(sampling or {}))
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = render_mode
+        self.observation_space = _observation_space()
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.action_meanings = ACTION_MEANINGS
+        self._started = False
+        self._window = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.dream.start(0, self.np_random)
+        self._started = True
+        if self.render_mode == "human":
+            self.render()
+        return self.dream.frames[0].copy(), {"dream_step": 0}
+
+    def step(self, action):
+        if not self._started:
+            raise RuntimeError("step() called before reset() or after the episode ended: call reset() first")
+        frames, rewards, terminated, info = self.dream.step(np.array([check_action(action)]))
+        truncated = bool(info["dream_step"][0] >= self.max_episode_steps) and not terminated[0]
+        if terminated[0] or truncated:
+            self._started = False
+        if self.render_mode == "human":
+            self.render()
+        step_info = {k: v[0].item() for k, v in info.items()}
+        return frames[0], float(rewards[0]), bool(terminated[0]), truncated, step_info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.dream.frames[0].copy()
+        if self.render_mode == "human":
+            from genie_env.envs.viewer import show_frame
+
+            self._window = show_frame(
+                self._window, self.dream.frames[0], "GenieCoinRun-v0", self.metadata["render_fps"]
+            )
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+
+class GenieCoinRunVectorEnv(VectorEnv):
+    """N dreams stepped in one batched model call (`gymnasium.make_vec("GenieCoinRun-v0", num_envs=N)`).
+
+    Per env as `GenieCoinRunEnv`; finished dreams restart from a new context within the same step
+    (`AutoresetMode.SAME_STEP`, last frame in `info["final_obs"]`). Seeded with s, env i dreams exactly
+    what a single env seeded with s + i dreams for the same actions.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
+                 precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
+                 context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
+                 events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
+        wm, source = _resolve(world_model, device, precision, context, context_frames, reset_from)
+        self.world_model = wm
+        self.dream = DreamBatch(wm, source, num_envs, events=events, **(sampling or {}))
+        self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
+        self.single_observation_space = _observation_space()
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = spaces.Box(0, 255, (num_envs, *FRAME_SHAPE), np.uint8)
+        self.action_space = spaces.MultiDiscrete(np.full(num_envs, NUM_ACTIONS))
+        self.action_meanings = ACTION_MEANINGS
+        self._rngs: list[np.random.Generator] | None = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        for i, rng in enumerate(self._rngs):
+            self.dream.start(i, rng)
+        return self.dream.frames.copy(), {"dream_step": self.dream.dream_step.copy()}
+
+    def step(self, actions):
+        if self._rngs is None:
+            raise RuntimeError("step() called before reset(): call reset() first")
+        frames, rewards, terminated, info = self.dream.step(check_actions(actions, self.num_envs))
+        truncated = (info["dream_step"] >= self.max_episode_steps) & ~terminated
+        done = terminated | truncated
+        if done.any():
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for i in np.flatnonzero(done):
+                final_obs[i] = frames[i].copy()
+                self.dream.start(i, self._rngs[i])
+            info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+            frames = self.dream.frames.copy()
+        return frames, rewards, terminated, truncated, info
+
+    def render(self):
+        return tuple(self.dream.frames.copy()) if self.render_mode == "rgb_array" else None

@@ -1,0 +1,193 @@
+"""The world model: a tokenizer and the dynamics model trained on its tokens, behind one API.
+
+wm = genie_env.load_world_model()                 # the model shipped with the package
+tokens = wm.encode(frames)                        # uint8 (B, T, 64, 64, 3) -> int64 (B, T, h, w)
+frames = wm.decode(tokens)                        # -> uint8 (B, T, 64, 64, 3)
+out = wm.rollout(context_frames, actions)         # -> Rollout(frames, rewards, terminations)
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from genie_env.checkpoint import CheckpointError, read_config, weights_sha256
+from genie_env.models import load_dynamics, load_tokenizer, resolve_checkpoint
+from genie_env.models.dynamics import DynamicsModel
+from genie_env.models.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "coinrun"
+
+
+class Rollout(NamedTuple):
+    """frames uint8 (B, H, 64, 64, 3); rewards float32 (B, H); terminations bool (B, H)."""
+
+    frames: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+
+
+def _frames_tensor(frames, what: str) -> torch.Tensor:
+    arr = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.asarray(frames))
+    if arr.dtype != torch.uint8:
+        raise TypeError(f"{what} must be uint8, got {arr.dtype}")
+    if arr.ndim != 5 or tuple(arr.shape[2:]) != (64, 64, 3):
+        raise ValueError(f"{what} must be uint8 (B, T, 64, 64, 3), got shape {tuple(arr.shape)}")
+    return arr
+
+
+def _actions_tensor(actions, shape: tuple[int, ...], num_actions: int, what: str) -> torch.Tensor:
+    arr = actions if isinstance(actions, torch.Tensor) else torch.from_numpy(np.asarray(actions))
+    if arr.is_floating_point() or arr.dtype == torch.bool:
+        raise TypeError(f"{what} must be integers, got {arr.dtype}")
+    if tuple(arr.shape) != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
+    if arr.numel() and (int(arr.min()) < 0 or int(arr.max()) >= num_actions):
+        bad = int(arr.max()) if int(arr.max()) >= num_actions else int(arr.min())
+        raise ValueError(f"action {bad} out of range: CoinRun has {num_actions} actions (0..{num_actions - 1})")
+    return arr.long()
+
+
+class WorldModel:
+    """A tokenizer and a dynamics model that belong together (same token grid and vocabulary).
+
+    `precision="bf16"` runs both under bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, dynamics: DynamicsModel, device: str | torch.device = "cpu",
+                 precision: str = "fp32") -> None:  # fmt: skip
+        t, d = tokenizer.cfg, dynamics.cfg
+        if (t.grid, t.codebook_size) != (d.grid, d.codebook_size):
+            raise CheckpointError(
+                f"tokenizer ({t.grid}x{t.grid} tokens, {t.codebook_size} codes) and dynamics model "
+                f"({d.grid}x{d.grid}, {d.codebook_size}) do not fit together"
+            )
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}: use fp32 or bf16")
+        self.device = torch.device(device)
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.dynamics = dynamics.to(self.device).eval()
+        self.precision = precision
+
+    @property
+    def num_actions(self) -> int:
+        return self.dynamics.cfg.num_actions
+
+    @property
+    def context_frames(self) -> int:
+        """The longest context the dynamics model attends to."""
+        return self.dynamics.cfg.context_frames
+
+    def autocast(self):
+        """The autocast context inference runs under."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    @torch.no_grad()
+    def encode(self, frames) -> torch.Tensor:
+        """frames uint8 (B, T, 64, 64, 3) (numpy or torch) -> tokens int64 (B, T, h, w)."""
+        with self.autocast():
+            return self.tokenizer.encode(_frames_tensor(frames, "frames").to(self.device))
+
+    @torch.no_grad()
+    def decode(self, tokens) -> np.ndarray:
+        """tokens int64 (B, T, h, w) -> frames uint8 (B, T, 64, 64, 3) as numpy."""
+        tokens = tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.asarray(tokens))
+        with self.autocast():
+            return self.tokenizer.decode_uint8(tokens.to(self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def rollout(self, context_frames, actions, context_actions=None, steps: int = 1, temperature: float = 0.0,
+                seed: int | None = None) -> Rollout:  # fmt: skip
+        """Dream H frames after a real context.
+
+        context_frames uint8 (B, T, 64, 64, 3); actions int (B, H), actions[:, 0] taken on the last
+        context frame; context_actions int (B, T-1), the actions between the context frames, when known
+        (without them only the last context frame conditions the rollout). Sampling: `steps` MaskGIT
+        refinement steps, `temperature` (0 = most likely tokens), `seed`. Rewards are the expected
+        reward (10 x the coin probability); terminations are the termination probability >= 0.5.
+        """
+        context = _frames_tensor(context_frames, "context_frames")
+        b, t = context.shape[:2]
+        if t > self.context_frames:
+            raise ValueError(f"context of {t} frames is longer than the model's window of {self.context_frames}")
+        acts = torch.as_tensor(np.asarray(actions)) if not isinstance(actions, torch.Tensor) else actions
+        if acts.ndim != 2 or acts.shape[0] != b:
+            raise ValueError(f"actions must have shape (B, H) with B = {b}, got {tuple(acts.shape)}")
+        acts = _actions_tensor(acts, (b, acts.shape[1]), self.num_actions, "actions")
+        if context_actions is None:
+            context, ctx_acts = context[:, -1:], torch.zeros(b, 0, dtype=torch.long)
+        else:
+            ctx_acts = _actions_tensor(context_actions, (b, t - 1), self.num_actions, "context_actions")
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        tokens = self.encode(context).flatten(2)
+        dyn = self.dynamics
+        cache = dyn.new_cache(b)
+        frames, rewards, terms = [], [], []
+        with self.autocast():
+            for c in range(ctx_acts.shape[1]):
+                dyn.observe(cache, tokens[:, c], ctx_acts[:, c].to(self.device))
+            prev = tokens[:, -1]
+            for h in range(acts.shape[1]):
+                out = dyn.step(cache, prev, acts[:, h].to(self.device), steps, temperature, gen)
+                prev = out.tokens
+                frames.append(prev)
+                rewards.append(out.reward.float())
+                terms.append(out.termination_prob.float() >= 0.5)
+        grid = self.tokenizer.cfg.grid
+        decoded = self.decode(torch.stack(frames, 1).view(b, -1, grid, grid))
+        return Rollout(decoded, torch.stack(rewards, 1).cpu().numpy().astype(np.float32),
+                       torch.stack(terms, 1).cpu().numpy())  # fmt: skip
+
+
+def _tokenizer_identity(path: Path) -> set[str]:
+    """The sha256s a tokenizer checkpoint is known by: its own, and its source's if it was exported."""
+    meta = read_config(path, kind="tokenizer")
+    return {weights_sha256(path), *([meta["source_sha256"]] if "source_sha256" in meta else [])}
+
+
+def load_world_model(path: str | Path | None = None, device: str | torch.device | None = None,
+                     precision: str = "fp32") -> WorldModel:  # fmt: skip
+    """Load a tokenizer + dynamics pair from `path` (a directory holding `tokenizer/` and `dynamics/`
+    checkpoints or runs); None loads the model shipped with the package. `device` defaults to CUDA when
+    present. Raises CheckpointError for a missing, corrupt or mismatched pair."""
+    root = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is None and not (root / "dynamics" / "config.json").exists():
+        raise CheckpointError(
+            "no default world model ships with this genie-env yet: train one (genie train-tokenizer, genie tokenize, "
+            "genie train-dynamics) and pass load_world_model(path=DIR) with DIR/tokenizer and DIR/dynamics"
+        )
+    for part in ("tokenizer", "dynamics"):
+        if not (root / part).exists():
+            raise CheckpointError(f"no world model at {root}: {root / part} does not exist")
+    tok_path, dyn_path = resolve_checkpoint(root / "tokenizer"), resolve_checkpoint(root / "dynamics")
+    trained_with = read_config(dyn_path, kind="dynamics").get("tokenizer", {}).get("sha256")
+    if trained_with and trained_with not in _tokenizer_identity(tok_path):
+        raise CheckpointError(f"{dyn_path} was trained on tokens of another tokenizer than {tok_path}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision)
+
+
+def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path, out: str | Path,
+                        context_frames: int = 1, num_contexts: int = 256, fp16: bool = True) -> Path:  # fmt: skip
+    """Assemble a world-model directory that `load_world_model(out)` and `GenieCoinRun-v0` take:
+    `out/tokenizer`, `out/dynamics` (inference checkpoints, float16 by default) and `out/contexts.npz`
+    (`num_contexts` real level starts of `context_frames` frames from the frame dataset's train split)."""
+    from genie_env.checkpoint import export_checkpoint
+    from genie_env.envs.context import ContextSource
+
+    out = Path(out)
+    dtype = torch.float16 if fp16 else None
+    export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype)
+    export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype)
+    ContextSource.from_dataset(frames, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
+    load_world_model(out)  # the pair must load and fit together
+    return out

@@ -124,3 +124,17 @@ def test_dream_env_errors_are_clear(tiny_world_model, tmp_path):
         GenieCoinRunEnv(str(broken))
     with pytest.raises(CheckpointError, match="no default world model ships"):
         genie_env.load_world_model()
+
+
+def test_genie_dream_writes_a_side_by_side_gif(tiny_world_model, tmp_path):
+    from .test_cli import genie
+
+    gif = tmp_path / "dream.gif"
+    out = genie("dream", "--world-model", str(tiny_world_model), "--steps", "12", "--gif", str(gif)).stdout
+    assert "wrote" in out and gif.stat().st_size > 1000
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(gif)
+    assert frames[0].shape[:2] == (64 * 4, 128 * 4)  # real | dream, upscaled 4x
+    bad = genie("dream", "--world-model", str(tmp_path / "none"), check=False)
+    assert bad.returncode == 1 and "no world model at" in bad.stderr

@@ -18,6 +18,7 @@ COMMANDS = {
     "train-dynamics": "training.train_dynamics",
     "eval-dynamics": "training.eval_dynamics",
     "export": "training.export",
+    "dream": "training.dream",
     "demo": "training.demo",
 }
 

@@ -138,3 +138,16 @@ def test_genie_dream_writes_a_side_by_side_gif(tiny_world_model, tmp_path):
     assert frames[0].shape[:2] == (64 * 4, 128 * 4)  # real | dream, upscaled 4x
     bad = genie("dream", "--world-model", str(tmp_path / "none"), check=False)
     assert bad.returncode == 1 and "no world model at" in bad.stderr
+
+
+def test_play_maps_keys_to_actions_and_runs_headless(tiny_world_model):
+    from training.play import action_from_keys
+
+    from .test_cli import genie
+
+    assert action_from_keys(set()) == 4 and action_from_keys({"right"}) == 7
+    assert action_from_keys({"left", "up"}) == 2 and action_from_keys({"right", "down"}) == 6
+    assert action_from_keys({"q", "right"}) == 13
+    out = genie("play", "--world-model", str(tiny_world_model), "--max-frames", "5", "--side-by-side",
+                "--fps", "1000").stdout  # fmt: skip
+    assert "played 5 frames" in out

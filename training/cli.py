@@ -19,6 +19,7 @@ COMMANDS = {
     "eval-dynamics": "training.eval_dynamics",
     "export": "training.export",
     "dream": "training.dream",
+    "play": "training.play",
     "demo": "training.demo",
 }
 

@@ -151,6 +151,10 @@ class GenieCoinRunEnv(gym.Env):
         self._started = False
         self._window = None
 
+    def set_context(self, source: ContextSource) -> None:
+        """Draw the contexts of later resets from `source`."""
+        self.dream.source = source
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.dream.start(0, self.np_random)

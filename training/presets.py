@@ -21,3 +21,21 @@ def parse_with_preset(cls: type[T], make_default: Callable[[str], T], argv: list
     except ValueError as e:
         raise SystemExit(f"error: {e}") from e
     return tyro.cli(cls, default=default, args=argv, prog=prog, description=doc)
+
+
+def train_main(cls: type[T], make_default: Callable[[str], T], run: Callable[[T], dict], argv: list[str],
+               prog: str, doc: str) -> None:  # fmt: skip
+    """The body of every `genie train-*` command: parse from a preset, train, print the last metrics as
+    JSON; a bad dataset, checkpoint, config or a NaN loss ends with a clear error and exit code 1."""
+    from genie_env.checkpoint import CheckpointError
+    from genie_env.data.format import DatasetError
+    from genie_env.trainer import NonFiniteLossError
+    from training.common import fail, print_json, setup_logging
+
+    setup_logging()
+    args = parse_with_preset(cls, make_default, argv, prog, doc)
+    try:
+        metrics = run(args)
+    except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as e:
+        fail(str(e))
+    print_json({"out": args.out, **metrics})

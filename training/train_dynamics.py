@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 
 import tyro
 
-from genie_env.checkpoint import CheckpointError
 from genie_env.data.dataset import WindowDataset
-from genie_env.data.format import DatasetError, read_manifest
+from genie_env.data.format import read_manifest
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective
 from genie_env.presets import dynamics_preset
-from genie_env.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
-from training.common import fail, print_json, setup_logging
-from training.presets import parse_with_preset
+from genie_env.trainer import TrainConfig, Trainer, seed_everything
+from training.presets import train_main
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +69,9 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    setup_logging()
-    args = parse_with_preset(TrainDynamicsArgs, default_args, argv, "genie train-dynamics", __doc__)
-    try:
-        metrics = run(args)
-    except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as e:
-        fail(str(e))
-    print_json({"out": args.out, **metrics})
+    train_main(
+        TrainDynamicsArgs, default_args, run, sys.argv[1:] if argv is None else argv, "genie train-dynamics", __doc__
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 
 import tyro
 
-from genie_env.checkpoint import CheckpointError
 from genie_env.data.dataset import WindowDataset
-from genie_env.data.format import DatasetError
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
 from genie_env.presets import tokenizer_preset
-from genie_env.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
-from training.common import fail, print_json, setup_logging
-from training.presets import parse_with_preset
+from genie_env.trainer import TrainConfig, Trainer, seed_everything
+from training.presets import train_main
 
 
 @dataclass(frozen=True)
@@ -59,14 +56,9 @@ def run(args: TrainTokenizerArgs) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    setup_logging()
-    args = parse_with_preset(TrainTokenizerArgs, default_args, argv, "genie train-tokenizer", __doc__)
-    try:
-        metrics = run(args)
-    except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as e:
-        fail(str(e))
-    print_json({"out": args.out, **metrics})
+    train_main(
+        TrainTokenizerArgs, default_args, run, sys.argv[1:] if argv is None else argv, "genie train-tokenizer", __doc__
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from genie_env.envs.context import ContextSource
-from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions
+from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions, vector_seeds
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
 
 EVENT_MODES = ("threshold", "sample")
@@ -222,15 +222,7 @@ class GenieCoinRunVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator] | None = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        self._rngs = [seeding.np_random(s)[0] for s in vector_seeds(seed, self.num_envs)]
         for i, rng in enumerate(self._rngs):
             self.dream.start(i, rng)
         return self.dream.frames.copy(), {"dream_step": self.dream.dream_step.copy()}

@@ -90,6 +90,18 @@ def rand_seed_for(seed: int | None) -> int:
     return int(rng.integers(_MAX_RAND_SEED))
 
 
+def vector_seeds(seed: int | list[int] | None, num_envs: int) -> list[int | None]:
+    """Per-env seeds of a vector env's `reset(seed=...)`: s gives s, s+1, ...; a list gives itself."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + i for i in range(num_envs)]
+    seeds = list(seed)
+    if len(seeds) != num_envs:
+        raise ValueError(f"reset got {len(seeds)} seeds for {num_envs} envs")
+    return seeds
+
+
 def _initial_state(rand_seed: int, levels: LevelConfig) -> bytes:
     """The serialized state of a fresh single-level procgen env with this rand_seed."""
     env = make_procgen(1, rand_seed, levels)
@@ -289,14 +301,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         self._next_episode_id = 0
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        seeds = vector_seeds(seed, self.num_envs)
         super().reset(seed=None if seed is None else seeds[0])
         rand_seeds = [
             rand_seed_for(s) if s is not None else int(self.np_random.integers(_MAX_RAND_SEED)) for s in seeds

@@ -37,7 +37,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             checkpoint_every=10,
             num_workers=0,
         ),
-    ),  # fmt: skip
+    ),
     # the default: an 8x8 token grid (64 tokens a frame, so the dynamics model stays cheap), patchified
     # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on our AVX512-BF16 cores
     # it trains 1.75x faster than fp32 with the same loss curve (measured at 80 steps: 570 vs 330 frames/s)
@@ -55,7 +55,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             num_workers=1,
             max_minutes=60,
         ),
-    ),  # fmt: skip
+    ),
     # the seed's 16x16 grid (patch 4): 4x the tokens per frame, ~4x the cost per frame
     "cpu16": TokenizerPreset(
         TokenizerConfig(kind="conv", patch=4, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
@@ -71,7 +71,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             num_workers=1,
             max_minutes=60,
         ),
-    ),  # fmt: skip
+    ),
     # one H100-class GPU: an ST-ViViT close to Jafar's CoinRun tokenizer (patch 4, width 512, 8 blocks)
     "gpu": TokenizerPreset(
         TokenizerConfig(
@@ -87,7 +87,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             num_workers=4,
         ),
         window=16,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -121,8 +121,10 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
             checkpoint_every=10,
             num_workers=0,
         ),
-    ),  # fmt: skip
-    # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, bf16 autocast on CPU
+    ),
+    # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, bf16 autocast on CPU; 3.3M params.
+    # Measured on 2 cores: 0.68 s per training step (45 min for 4000 steps); one batched dream step of 64 envs
+    # ~155 ms before decoding (width 192: 0.48 s and ~117 ms)
     "cpu": DynamicsPreset(
         DynamicsConfig(dim=256, depth=4, heads=4, context_frames=16),
         TrainConfig(
@@ -138,7 +140,7 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
             num_workers=1,
             max_minutes=90,
         ),
-    ),  # fmt: skip
+    ),
     # one H100-class GPU, close to Jafar's CoinRun dynamics model (width 512, 12 blocks, 16 frames)
     "gpu": DynamicsPreset(
         DynamicsConfig(dim=512, depth=12, heads=8, context_frames=16),
@@ -152,7 +154,7 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
             image_every=0,
             num_workers=4,
         ),
-    ),  # fmt: skip
+    ),
 }
 
 

@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/collect.py
 	$(BIN)/python benchmarks/tokenizer.py $(if $(wildcard runs/tokenizer_cpu/latest.json),--checkpoint runs/tokenizer_cpu)
 	$(BIN)/python benchmarks/st_scaling.py
+	$(BIN)/python benchmarks/dream_env.py
 
 lint: install
 	$(BIN)/ruff check .

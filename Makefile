@@ -27,7 +27,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/collect.py
-	$(BIN)/python benchmarks/tokenizer.py $(if $(wildcard runs/tokenizer_cpu/latest.json),--checkpoint runs/tokenizer_cpu)
+	$(BIN)/python benchmarks/tokenizer.py --checkpoint genie_env/assets/coinrun/tokenizer
 	$(BIN)/python benchmarks/st_scaling.py
 	$(BIN)/python benchmarks/dream_env.py
 

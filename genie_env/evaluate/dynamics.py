@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from genie_env.data.dataset import WindowDataset, episode_bounds
 from genie_env.data.format import DatasetError, load_shard, read_manifest, schema_of, shard_infos
@@ -85,8 +86,8 @@ def _classification(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val",
-                        batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
+                        progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Coin and termination probabilities for every transition of every episode of `split`, generated
     as in a dream (real frames in, next frame masked, KV cache); returns (coin_p, term_p, labels (N, 2))."""
     manifest = read_manifest(tokens_root, kind="tokens")
@@ -96,7 +97,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
         for a, b in zip(*episode_bounds(arrays["episode_ids"])):
             episodes.append({k: np.asarray(arrays[k][a:b]) for k in ("tokens", "actions", "rewards", "terminations")})
     coin, term, labels = [], [], []
-    for i in range(0, len(episodes), batch):
+    for i in tqdm(range(0, len(episodes), batch), desc="events", unit="batch", disable=not progress):
         group = episodes[i : i + batch]
         length = max(len(e["actions"]) for e in group)
         toks = torch.zeros(len(group), length, model.cfg.tokens, dtype=torch.long)
@@ -122,7 +123,8 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
 @torch.no_grad()
 def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: str | Path, frames_root: str | Path,
                       context: int = 4, horizon: int = 16, windows: int = 64, steps: int = 1, temperature: float = 0.0,
-                      seed: int = 0, batch: int = 16, out_dir: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+                      seed: int = 0, batch: int = 16, out_dir: str | Path | None = None,
+                      progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Roll out `windows` held-out windows and measure them (see the module docstring).
 
     PSNR at each horizon is computed from the MSE over all windows at that horizon, in [0, 1]; the
@@ -139,7 +141,7 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
     gen = torch.Generator().manual_seed(seed)
     errs = {name: [FrameErrors() for _ in range(horizon)] for name in ("dream", "random_actions", "copy", "tokenizer")}
     gif = None
-    for i in range(0, len(pick), batch):
+    for i in tqdm(range(0, len(pick), batch), desc="rollouts", unit="batch", disable=not progress):
         items = [ds[j] for j in pick[i : i + batch]]
         tokens = torch.stack([it["tokens"] for it in items]).flatten(2)  # (B, C+H, S)
         actions = torch.stack([it["actions"] for it in items])
@@ -163,7 +165,7 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
             gif = (target[0].numpy(), decoded["dream"][0].numpy())
     horizons = [h for h in HORIZONS if h <= horizon]
     psnr = {name: {h: round(e[h - 1].psnr, 3) for h in horizons} for name, e in errs.items()}
-    coin_p, term_p, labels = event_probabilities(model, tokens_root)
+    coin_p, term_p, labels = event_probabilities(model, tokens_root, progress=progress)
     result: dict[str, Any] = {
         "windows": len(pick),
         "context": context,

@@ -163,3 +163,48 @@ def dynamics_preset(name: str) -> DynamicsPreset:
     if name not in DYNAMICS_PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {sorted(DYNAMICS_PRESETS)}")
     return DYNAMICS_PRESETS[name]
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    """The budgets of `genie pipeline`: real data, the model presets, the agents and their evaluation."""
+
+    frames: int
+    """real frames collected for the world model (also the same-budget real PPO's steps)"""
+    collect_envs: int
+    """levels collected at once"""
+    tokenizer: str
+    """tokenizer preset"""
+    dynamics: str
+    """dynamics preset"""
+    agent_steps: int
+    """steps the agent trains in the dream"""
+    agent_envs: int = 64
+    """dreams (and real levels) an agent trains on at once"""
+    agent_n_steps: int = 128
+    """rollout length per env between updates"""
+    agent_batch: int = 2048
+    """PPO minibatch"""
+    eval_episodes: int = 500
+    """held-out real episodes per evaluated policy"""
+    device: str = "cpu"
+    """device of every stage"""
+
+
+PIPELINE_PRESETS: dict[str, PipelinePreset] = {
+    # every stage for real, at budgets that run end to end in minutes (the models need not transfer)
+    "tiny": PipelinePreset(frames=1500, collect_envs=8, tokenizer="tiny", dynamics="tiny", agent_steps=512,
+                           agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16),
+    # the shipped model: 200k real frames, the cpu presets, 2 CPU cores
+    "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=400_000),
+    # one H100-class GPU: 1M real frames, the gpu presets
+    "gpu": PipelinePreset(frames=1_000_000, collect_envs=64, tokenizer="gpu", dynamics="gpu",
+                          agent_steps=5_000_000, device="cuda"),
+}  # fmt: skip
+
+
+def pipeline_preset(name: str) -> PipelinePreset:
+    """The named pipeline preset; ValueError listing the names if unknown."""
+    if name not in PIPELINE_PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {sorted(PIPELINE_PRESETS)}")
+    return PIPELINE_PRESETS[name]

@@ -24,6 +24,8 @@ from genie_env.models.tokenizer import Tokenizer
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "coinrun"
+# the PPO agent trained in the shipped model's dream (SB3's format: stable_baselines3.PPO.load)
+DEFAULT_AGENT = DEFAULT_MODEL_DIR / "agent.zip"
 
 
 class Rollout(NamedTuple):
@@ -179,9 +181,12 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
 def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path, out: str | Path,
                         context_frames: int = 1, num_contexts: int = 256, fp16: bool = True) -> Path:  # fmt: skip
     """Assemble a world-model directory that `load_world_model(out)` and `GenieCoinRun-v0` take:
-    `out/tokenizer`, `out/dynamics` (inference checkpoints, float16 by default) and `out/contexts.npz`
-    (`num_contexts` real level starts of `context_frames` frames from the frame dataset's train split)."""
+    `out/tokenizer`, `out/dynamics` (inference checkpoints, float16 by default), `out/contexts.npz`
+    (`num_contexts` real level starts of `context_frames` frames from the frame dataset's train split)
+    and `out/levels.json` (the real level seeds and frame count of that dataset, so evaluation can
+    show its levels are held out)."""
     from genie_env.checkpoint import export_checkpoint
+    from genie_env.data.format import atomic_write_json, dataset_level_seeds, read_manifest
     from genie_env.envs.context import ContextSource
 
     out = Path(out)
@@ -189,5 +194,10 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype)
     export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype)
     ContextSource.from_dataset(frames, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
+    manifest = read_manifest(frames, kind="frames")
+    atomic_write_json(out / "levels.json", {
+        "level_seeds": sorted(dataset_level_seeds(frames)), "frames": manifest["counts"]["frames"],
+        "distribution_mode": manifest["env"]["distribution_mode"],
+    })  # fmt: skip
     load_world_model(out)  # the pair must load and fit together
     return out

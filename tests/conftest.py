@@ -46,3 +46,13 @@ def tiny_world_model(tiny_dataset, tiny_tokenizer_run, tmp_path_factory) -> Path
     run(type(args)(tokens=str(root / "tokens"), out=str(root / "dyn_run"), preset="tiny", model=args.model,
                    train=args.train))  # fmt: skip
     return package_world_model(tiny_tokenizer_run, root / "dyn_run", tiny_dataset, root / "model", num_contexts=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_agent(tiny_world_model, tmp_path_factory) -> Path:
+    """A PPO agent trained for two updates in the tiny world model's dream (RUN/agent.zip)."""
+    from genie_env.agent import AgentConfig, train_agent
+
+    cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), steps=256, num_envs=4, n_steps=32,
+                      batch_size=64, n_epochs=1, horizon=8, precision="fp32")  # fmt: skip
+    return train_agent(cfg, tmp_path_factory.mktemp("agents") / "dream", progress=False)

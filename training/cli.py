@@ -18,8 +18,12 @@ COMMANDS = {
     "train-dynamics": "training.train_dynamics",
     "eval-dynamics": "training.eval_dynamics",
     "export": "training.export",
+    "train-agent": "training.train_agent",
+    "evaluate": "training.evaluate",
+    "compare": "training.compare",
     "dream": "training.dream",
     "play": "training.play",
+    "pipeline": "training.pipeline",
     "demo": "training.demo",
 }
 

@@ -1,24 +1,30 @@
-"""The two-command demo's main job (`make demo`): collect real CoinRun and show it.
+"""The two-command demo's main job (`make demo`): the shipped world model and its dream-trained agent.
 
-Collects a small real dataset (resuming or reusing one already there), prints its summary and
-writes a frame grid PNG and a GIF of one real episode to --out.
+1. dreams an episode next to the real game under the same actions (the shipped agent's, acting on
+   the real frames): OUT/dream_vs_real.gif;
+2. evaluates the shipped dream-trained agent and the random policy on held-out real levels (checked
+   disjoint from the levels the world model was trained on) and prints the table;
+3. writes the bar plot (OUT/compare.png), the table (OUT/compare.md) and each result (OUT/eval/).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tyro
 
-from genie_env.data.collect import CollectConfig, collect
-from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import load_shard, read_manifest, shard_infos
-from genie_env.data.stats import dataset_summary, format_summary
-from genie_env.viz import frame_grid, save_gif, save_png, upscale
-from training.common import setup_logging
+from genie_env.checkpoint import CheckpointError
+from genie_env.data.format import DatasetError, atomic_write_json
+from genie_env.evaluate.compare import compare_results, format_table
+from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
+from training.common import fail, setup_logging
+from training.dream import DreamArgs
+from training.dream import run as dream
+from training.evaluate import EvaluateArgs
+from training.evaluate import run as evaluate
 
 
 @dataclass(frozen=True)
@@ -26,60 +32,48 @@ class DemoConfig:
     """Settings of `genie demo`."""
 
     out: str = "outputs"
-    """where the pictures (and the demo dataset, in OUT/demo_data) go"""
-    frames: int = 5000
-    """frames of real CoinRun to collect"""
-    num_envs: int = 64
-    """levels stepped together"""
+    """where the GIF, the table, the plot and the evaluation results go"""
+    episodes: int = 200
+    """held-out real episodes per policy"""
+    dream_steps: int = 200
+    """steps of the dream-vs-real GIF"""
     seed: int = 0
-    """collection seed"""
-    distribution_mode: str = "easy"
-    """CoinRun difficulty: easy or hard"""
-
-
-def _best_episode(root: Path) -> np.ndarray:
-    """Frames of the longest successful episode (else the longest one) of the dataset."""
-    best, best_key = None, (-1, -1)
-    for info in shard_infos(read_manifest(root)):
-        arrays = load_shard(root, info)
-        for a, b in zip(*episode_bounds(arrays["episode_ids"])):
-            key = (int(arrays["rewards"][a:b].sum() > 0), b - a)
-            if key > best_key:
-                best, best_key = arrays["frames"][a:b], key
-    return np.asarray(best)
+    """seed of the level, the actions and the evaluation"""
+    world_model: str = str(DEFAULT_MODEL_DIR)
+    """world-model directory (default: the model shipped with the package)"""
+    agent: str = str(DEFAULT_AGENT)
+    """the dream-trained SB3 agent to show and evaluate (default: the one shipped with the package)"""
 
 
 def run(cfg: DemoConfig) -> dict[str, Path]:
-    """Collect (or reuse) the demo dataset and write the pictures; returns their paths."""
+    """The GIF, both evaluations, the table and the plot; returns the paths written."""
     out = Path(cfg.out)
-    data = out / "demo_data"
-    collect(
-        CollectConfig(
-            out=str(data),
-            frames=cfg.frames,
-            num_envs=cfg.num_envs,
-            seed=cfg.seed,
-            distribution_mode=cfg.distribution_mode,
-            resume=(data / "manifest.json").exists(),
-        )
-    )
-    print(format_summary(dataset_summary(data)))
-    manifest = read_manifest(data)
-    frames = load_shard(data, shard_infos(manifest)[0])["frames"]
-    pick = np.linspace(0, len(frames) - 1, 64).astype(int)
-    paths = {
-        "grid": save_png(upscale(frame_grid(frames[pick], ncols=8), 2), out / "real_frames.png"),
-        "gif": save_gif(_best_episode(data), out / "real_episode.gif"),
-    }
-    for name, path in paths.items():
-        print(f"wrote {name}: {path}")
-    return paths
+    if not Path(cfg.agent).exists():
+        raise FileNotFoundError(f"no agent at {cfg.agent}: train one with `genie train-agent --env dream`")
+    summary = dream(DreamArgs(world_model=cfg.world_model, steps=cfg.dream_steps, actions=f"sb3:{cfg.agent}",
+                              seed=cfg.seed, gif=str(out / "dream_vs_real.gif")))  # fmt: skip
+    print(f"wrote {summary['gif']}: real | dream, {summary['steps']} steps under the agent's actions")
+    results = []
+    for name, agent in (("ppo_dream (shipped)", cfg.agent), ("random", "random")):
+        result = evaluate(EvaluateArgs(agent, episodes=cfg.episodes, seed=cfg.seed, exclude=(cfg.world_model,),
+                                       name=name))  # fmt: skip
+        atomic_write_json(out / "eval" / f"{name.split()[0]}.json", result)
+        results.append(result)
+    paths = compare_results(results, out)
+    print(format_table(json.loads(paths["json"].read_text())["rows"]))
+    for key in ("markdown", "png"):
+        print(f"wrote {paths[key]}")
+    return {"gif": Path(summary["gif"]), **paths}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
-    run(tyro.cli(DemoConfig, args=argv, prog="genie demo", description=__doc__))
+    cfg = tyro.cli(DemoConfig, args=argv, prog="genie demo", description=__doc__)
+    try:
+        run(cfg)
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def split_of(level_seed: int, val_fraction: float) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same directory and `os.replace`."""
+    """Write `data` to `path` (creating its directory) via a temp file beside it and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -230,6 +231,17 @@ def shard_infos(manifest: dict[str, Any], split: str | None = None) -> list[Shar
         raise ValueError(f"unknown split {split!r}: use one of {SPLITS}")
     infos = [ShardInfo.from_json(d) for d in manifest["shards"]]
     return [s for s in infos if split is None or s.split == split]
+
+
+def dataset_level_seeds(root: Path, split: str | None = None) -> set[int]:
+    """Every level seed a frame or token dataset holds (of one split, or all); DatasetError if unreadable."""
+    manifest = read_manifest(root)
+    schema = schema_of(manifest)
+    return {
+        int(level)
+        for info in shard_infos(manifest, split)
+        for level in np.unique(load_shard(root, info, schema)["level_seeds"])
+    }
 
 
 def verify_dataset(root: Path) -> dict[str, Any]:

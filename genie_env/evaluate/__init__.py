@@ -1,1 +1,1 @@
-"""Evaluation of each stage: tokenizer reconstructions (and, later, dynamics rollouts and agents)."""
+"""Evaluation of each stage: tokenizer reconstructions, dynamics rollouts, agents on held-out real levels."""

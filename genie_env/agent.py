@@ -1,0 +1,368 @@
+"""RL agents for CoinRun, real or dreamed: SB3 on-policy algorithms on our batched vector envs.
+
+    cfg = AgentConfig(env="dream", world_model="runs/world_model", steps=500_000)
+    model_path = train_agent(cfg, "runs/agent_dream")     # RUN/agent.zip, loadable with stable_baselines3.PPO.load
+
+The agent only ever sees frames uint8 (N, 64, 64, 3) and acts in `Discrete(15)`, so one trained in
+`GenieCoinRun-v0` plays `ProcgenCoinRun-v0` unchanged. Hyperparameters default to the Procgen
+baselines' PPO (Cobbe et al. 2020: 64 envs, gamma 0.999, lambda 0.95, 3 epochs, lr 5e-4, entropy 0.01,
+clip 0.2) with a shorter rollout (128 steps instead of 256), since our budgets are 1-2% of theirs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genie_env._compat import import_gym_quietly
+
+import_gym_quietly()
+import stable_baselines3  # noqa: E402
+from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback  # noqa: E402
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
+from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+ENVS = ("dream", "real")
+FEATURES = ("nature", "impala")
+AGENT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What an agent trains in and how (`genie train-agent`)."""
+
+    env: str = "dream"
+    """where the agent trains: dream (GenieCoinRun-v0) or real (ProcgenCoinRun-v0)"""
+    algo: str = "ppo"
+    """any Stable-Baselines3 on-policy algorithm by name: ppo or a2c"""
+    features: str = "nature"
+    """CNN features extractor: nature (SB3's CnnPolicy) or impala (IMPALA-CNN, as in the Procgen paper)"""
+    steps: int = 500_000
+    """environment steps to train for (all envs together)"""
+    num_envs: int = 64
+    """envs stepped together (one batched call)"""
+    seed: int = 0
+    """seed of the policy's initialisation, the envs and every sampled action"""
+    distribution_mode: str = "easy"
+    """CoinRun difficulty of the real game (training with --env real, and evaluation)"""
+    world_model: str | None = None
+    """world-model directory for --env dream (default: the model shipped with the package)"""
+    context: str | None = None
+    """where dreams start: a frame dataset directory or a contexts .npz (default: the model's contexts)"""
+    reset_from: str = "any"
+    """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
+    horizon: int = 20
+    """dream episodes are truncated (value bootstrapped) after this many steps, as IRIS (20) and DIAMOND (15)"""
+    precision: str = "bf16"
+    """dream inference precision: bf16 (faster on CPUs with AVX512-BF16 and on GPUs) or fp32"""
+    device: str = "cpu"
+    """device of the policy network and of the world model"""
+    n_steps: int = 128
+    """rollout length per env between updates"""
+    batch_size: int = 2048
+    """PPO minibatch size"""
+    n_epochs: int = 3
+    """PPO epochs per rollout"""
+    lr: float = 5e-4
+    """learning rate"""
+    gamma: float = 0.999
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    clip_range: float = 0.2
+    """PPO clip range"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+    checkpoint_every: int = 50_000
+    """steps between checkpoints (RUN/checkpoints/latest.zip, written atomically)"""
+    eval_every: int = 0
+    """steps between evaluations on held-out real levels (0 = never during training)"""
+    eval_episodes: int = 64
+    """episodes per evaluation during training"""
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVS:
+            raise ValueError(f"unknown env {self.env!r}: use one of {ENVS} (--env)")
+        if self.features not in FEATURES:
+            raise ValueError(f"unknown features extractor {self.features!r}: use one of {FEATURES} (--features)")
+        algorithm_class(self.algo)
+        if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
+            raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
+        if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
+            raise ValueError(
+                f"--batch-size {self.batch_size} exceeds one rollout of {self.n_steps * self.num_envs} steps "
+                "(--n-steps x --num-envs)"
+            )
+
+
+def algorithm_class(name: str) -> type[OnPolicyAlgorithm]:
+    """The SB3 on-policy algorithm class named `name` (ppo, a2c); ValueError otherwise."""
+    cls = getattr(stable_baselines3, name.upper(), None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, OnPolicyAlgorithm)):
+        raise ValueError(f"unknown on-policy algorithm {name!r}: use ppo or a2c (--algo)")
+    return cls
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaCNN(BaseFeaturesExtractor):
+    """The IMPALA CNN of the Procgen paper: per stage a conv, a 3x3 stride-2 max-pool and two residual
+    blocks (16, 32, 32 channels), then a 256-unit linear layer. Input float (B, 3, 64, 64) in [0, 1]
+    (SB3 scales uint8 frames and moves channels first)."""
+
+    def __init__(self, observation_space, features_dim: int = 256, depths: tuple[int, ...] = (16, 32, 32)) -> None:
+        super().__init__(observation_space, features_dim)
+        layers: list[nn.Module] = []
+        channels = observation_space.shape[0]
+        for depth in depths:
+            layers += [
+                nn.Conv2d(channels, depth, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                _ResidualBlock(depth),
+                _ResidualBlock(depth),
+            ]
+            channels = depth
+        self.cnn = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            flat = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
+        self.linear = nn.Sequential(nn.Linear(flat, features_dim), nn.ReLU())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.cnn(observations))
+
+
+def make_vec_env(cfg: AgentConfig) -> VecEnv:
+    """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds)."""
+    from genie_env.envs.sb3 import SB3VecEnv
+
+    if cfg.env == "real":
+        from genie_env.envs.real import ProcgenCoinRunVectorEnv
+
+        venv = ProcgenCoinRunVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode)
+    else:
+        from genie_env.envs.dream import GenieCoinRunVectorEnv
+
+        venv = GenieCoinRunVectorEnv(
+            cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
+            context=cfg.context, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
+        )  # fmt: skip
+    env = SB3VecEnv(venv)
+    env.seed(cfg.seed)
+    return env
+
+
+def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:
+    """Real CoinRun on the held-out evaluation levels (see `genie_env.evaluate.agent`)."""
+    from genie_env.envs.real import ProcgenCoinRunVectorEnv
+    from genie_env.envs.sb3 import SB3VecEnv
+    from genie_env.evaluate.agent import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL
+
+    venv = ProcgenCoinRunVectorEnv(
+        num_envs, distribution_mode=cfg.distribution_mode, start_level=DEFAULT_EVAL_START_LEVEL,
+        num_levels=DEFAULT_EVAL_NUM_LEVELS,
+    )  # fmt: skip
+    env = SB3VecEnv(venv)
+    env.seed(cfg.seed + 10_000)
+    return env
+
+
+def build_algorithm(cfg: AgentConfig, env: VecEnv, tensorboard_log: str | None = None) -> OnPolicyAlgorithm:
+    """A fresh SB3 algorithm for `cfg` on `env`; options the algorithm does not take (e.g. PPO's
+    clip range for A2C) are left out."""
+    cls = algorithm_class(cfg.algo)
+    options: dict[str, Any] = dict(
+        n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.lr,
+        gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, clip_range=cfg.clip_range,
+        vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+    )  # fmt: skip
+    accepted = inspect.signature(cls.__init__).parameters
+    options = {k: v for k, v in options.items() if k in accepted}
+    policy_kwargs = {"features_extractor_class": ImpalaCNN} if cfg.features == "impala" else {}
+    return cls(
+        "CnnPolicy", env, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
+        tensorboard_log=tensorboard_log, verbose=0, **options,
+    )  # fmt: skip
+
+
+def save_agent_atomic(model: BaseAlgorithm, path: Path) -> Path:
+    """Save an SB3 model as `path` (.zip) through a temp file and a rename, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_agent(path: str | Path, algo: str = "ppo", env: VecEnv | None = None, device: str = "cpu") -> BaseAlgorithm:
+    """Load a saved SB3 agent (.zip); FileNotFoundError or ValueError with the path when it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"agent {path} does not exist")
+    try:
+        return algorithm_class(algo).load(path, env=env, device=device)
+    except Exception as e:  # SB3 raises zipfile, KeyError, pickle errors... for a bad file
+        raise ValueError(f"could not load {path} as an SB3 {algo.upper()} agent: {e}") from e
+
+
+class _Progress(BaseCallback):
+    """tqdm progress over environment steps, with the mean return of the last 100 episodes."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        super().__init__()
+        self.total, self.initial = total, initial
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.initial, desc="train agent", unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        if self.model.ep_info_buffer and self.n_calls % 50 == 0:
+            self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in self.model.ep_info_buffer]):.2f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+class _Bookkeeping(BaseCallback):
+    """Episode statistics (SB3's Monitor role), the real level seeds seen, and atomic checkpoints."""
+
+    def __init__(self, run: Path, every: int, levels: set[int]) -> None:
+        super().__init__()
+        self.run, self.every, self.levels = run, every, levels
+        self.returns: np.ndarray | None = None
+        self.lengths: np.ndarray | None = None
+        self.last_save = 0
+
+    def _on_training_start(self) -> None:
+        n = self.training_env.num_envs
+        self.returns, self.lengths = np.zeros(n), np.zeros(n, np.int64)
+        self.last_save = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        rewards, dones = self.locals["rewards"], self.locals["dones"]
+        self.returns += rewards
+        self.lengths += 1
+        for i, info in enumerate(self.locals["infos"]):
+            if "level_seed" in info:
+                self.levels.add(int(info["level_seed"]))
+            if dones[i]:
+                self.model.ep_info_buffer.append({"r": float(self.returns[i]), "l": int(self.lengths[i])})
+                self.returns[i], self.lengths[i] = 0.0, 0
+        if self.every and self.num_timesteps - self.last_save >= self.every:
+            self.save()
+        return True
+
+    def save(self) -> None:
+        save_agent_atomic(self.model, self.run / "checkpoints" / "latest.zip")
+        write_levels(self.run, self.levels)
+        self.last_save = self.num_timesteps
+        logger.info("checkpoint at %d steps: %s", self.num_timesteps, self.run / "checkpoints" / "latest.zip")
+
+
+def write_levels(run: Path, levels: set[int]) -> None:
+    """RUN/levels.json: every real level seed the agent trained on (evaluation checks it is disjoint)."""
+    from genie_env.data.format import atomic_write_json
+
+    atomic_write_json(run / "levels.json", {"level_seeds": sorted(levels)})
+
+
+def world_model_record(world_model: str | None) -> dict[str, Any]:
+    """What a world-model directory records of its real training data (`levels.json`: `level_seeds`,
+    `frames`), or {} when it records nothing."""
+    from genie_env.world_model import DEFAULT_MODEL_DIR
+
+    path = Path(world_model or DEFAULT_MODEL_DIR) / "levels.json"
+    if not path.exists():
+        logger.warning("%s does not exist: the real levels and frames behind the dream are not recorded", path)
+        return {}
+    return json.loads(path.read_text())
+
+
+def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train an agent in the dream or the real game; returns RUN/agent.zip.
+
+    RUN holds `agent.zip` (SB3's format), `config.json` (this config, the steps done, the real and
+    dreamed frames spent, wall time), `levels.json` (real level seeds behind the training),
+    `checkpoints/latest.zip` and TensorBoard logs in `tb/`. `resume=True` continues from the latest
+    checkpoint with the same config (ValueError naming the differing fields otherwise)."""
+    run = Path(run)
+    config_path, latest = run / "config.json", run / "checkpoints" / "latest.zip"
+    env = make_vec_env(cfg)
+    behind = world_model_record(cfg.world_model) if cfg.env == "dream" else {}
+    levels = set(behind.get("level_seeds", []))
+    if resume:
+        if not latest.exists():
+            raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
+        saved = json.loads(config_path.read_text())["config"]
+        diff = sorted(k for k, v in asdict(cfg).items() if k != "steps" and saved.get(k) != v)
+        if diff:
+            raise ValueError(f"config differs from the run's in {', '.join(diff)}: resume with the same settings")
+        model = load_agent(latest, cfg.algo, env, cfg.device)
+        model.tensorboard_log = str(run / "tb")
+        levels |= set(json.loads((run / "levels.json").read_text())["level_seeds"])
+    elif latest.exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another --out")
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        model = build_algorithm(cfg, env, str(run / "tb"))
+    done_before = model.num_timesteps
+    book = _Bookkeeping(run, cfg.checkpoint_every, levels)
+    callbacks: list[BaseCallback] = [book]
+    if progress:
+        callbacks.append(_Progress(cfg.steps, done_before))
+    if cfg.eval_every:
+        callbacks.append(EvalCallback(
+            make_eval_env(cfg), n_eval_episodes=cfg.eval_episodes, eval_freq=max(cfg.eval_every // cfg.num_envs, 1),
+            log_path=str(run / "eval"), deterministic=False, verbose=0,
+        ))  # fmt: skip
+    start = time.time()
+    _write_config(run, cfg, model.num_timesteps, 0.0, behind.get("frames"))
+    model.learn(max(cfg.steps - done_before, 0), callback=CallbackList(callbacks), reset_num_timesteps=not resume,
+                tb_log_name="agent")  # fmt: skip
+    book.save()
+    path = save_agent_atomic(model, run / "agent.zip")
+    previous = json.loads(config_path.read_text()).get("wall_s", 0.0) if resume else 0.0
+    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"))
+    env.close()
+    return path
+
+
+def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None) -> None:
+    """RUN/config.json: the config, progress, and the real and dreamed frames the agent cost."""
+    from genie_env.data.format import atomic_write_json
+
+    real_frames = steps_done if cfg.env == "real" else world_model_frames
+    atomic_write_json(run / "config.json", {
+        "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
+        "real_frames": real_frames, "dream_frames": steps_done if cfg.env == "dream" else 0, "wall_s": wall_s,
+    })  # fmt: skip

@@ -1,0 +1,88 @@
+"""Agents: training in the dream and the real game, checkpoints, resume, the IMPALA CNN, bad configs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from genie_env.agent import AgentConfig, ImpalaCNN, load_agent, train_agent
+
+# a few hundred steps: enough for two PPO updates and a checkpoint, seconds on 2 cores
+SMALL = dict(steps=256, num_envs=4, n_steps=32, batch_size=64, n_epochs=1, checkpoint_every=128)
+
+
+def test_train_agent_in_the_dream_writes_a_loadable_agent_and_its_bookkeeping(tiny_world_model, tmp_path):
+    cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), horizon=8, precision="fp32", **SMALL)
+    path = train_agent(cfg, tmp_path / "run", progress=False)
+    assert path == tmp_path / "run" / "agent.zip"
+    model = load_agent(path)
+    assert model.num_timesteps == 256
+    actions, _ = model.predict(np.zeros((3, 64, 64, 3), np.uint8))
+    assert actions.shape == (3,) and ((0 <= actions) & (actions < 15)).all()
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    wm_levels = json.loads((tiny_world_model / "levels.json").read_text())
+    assert record["dream_frames"] == 256 and record["real_frames"] == wm_levels["frames"] > 0
+    assert record["config"]["env"] == "dream"
+    levels = json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"]
+    assert levels == wm_levels["level_seeds"]
+    assert (tmp_path / "run" / "checkpoints" / "latest.zip").exists()
+    assert any((tmp_path / "run" / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_train_agent_on_the_real_game_records_its_levels_and_resumes(tmp_path):
+    cfg = AgentConfig(env="real", algo="a2c", **{**SMALL, "steps": 128})
+    train_agent(cfg, tmp_path / "run", progress=False)
+    first = json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"]
+    assert len(first) >= 4  # every env's first level at least
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["real_frames"] == 128 and record["dream_frames"] == 0
+    more = AgentConfig(env="real", algo="a2c", **{**SMALL, "steps": 256})
+    train_agent(more, tmp_path / "run", resume=True, progress=False)
+    assert load_agent(tmp_path / "run" / "agent.zip", algo="a2c").num_timesteps == 256
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["steps_done"] == 256 and record["real_frames"] == 256
+    assert set(first) <= set(json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"])
+
+
+def test_train_agent_refuses_to_overwrite_or_to_resume_with_another_config(tmp_path):
+    cfg = AgentConfig(env="real", **{**SMALL, "steps": 128})
+    train_agent(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_agent(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train_agent(AgentConfig(env="real", lr=1e-3, **SMALL), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train_agent(cfg, tmp_path / "other", resume=True, progress=False)
+
+
+def test_agent_config_rejects_bad_values_naming_the_flag():
+    with pytest.raises(ValueError, match="--env"):
+        AgentConfig(env="simulator")
+    with pytest.raises(ValueError, match="--algo"):
+        AgentConfig(algo="dqn")
+    with pytest.raises(ValueError, match="--features"):
+        AgentConfig(features="resnet")
+    with pytest.raises(ValueError, match="--batch-size"):
+        AgentConfig(num_envs=2, n_steps=8, batch_size=64)
+
+
+def test_load_agent_names_a_missing_or_corrupt_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_agent(tmp_path / "nope.zip")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="could not load"):
+        load_agent(bad)
+
+
+def test_impala_cnn_maps_frames_to_features():
+    space = spaces.Box(0, 255, (3, 64, 64), np.uint8)
+    net = ImpalaCNN(space, features_dim=32)
+    out = net(torch.rand(5, 3, 64, 64))
+    assert out.shape == (5, 32) and (out >= 0).all()
+    out.sum().backward()
+    assert net.cnn[0].weight.grad is not None and net.cnn[0].weight.grad.abs().sum() > 0

@@ -1,0 +1,63 @@
+"""The end-to-end commands: `genie pipeline --preset tiny` and `genie demo`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training import demo, pipeline
+
+
+def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, capsys):
+    out = tmp_path / "pipe"
+    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4"])
+    record = json.loads((out / "pipeline.json").read_text())
+    assert list(record["stages"]) == [
+        "collect", "train_tokenizer", "tokenize", "train_dynamics", "package", "agent_dream", "agent_real",
+        "evaluate", "compare",
+    ]  # fmt: skip
+    rows = json.loads((out / "compare" / "compare.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["random", "ppo_real_same_frames", "ppo_dream"]
+    assert all(r["episodes"] == 4 for r in rows)
+    # the same-budget real agent spent as many real frames as the world model was trained on (rounded up
+    # to whole rollouts); the dream agent spent none beyond them
+    frames = record["stages"]["collect"]["result"]["frames"]
+    real = json.loads((out / "eval" / "ppo_real_same_frames.json").read_text())
+    dream = json.loads((out / "eval" / "ppo_dream.json").read_text())
+    assert frames <= real["real_frames"] < frames + 8 * 32 and dream["real_frames"] == frames
+    assert dream["dream_frames"] == 512
+    # the evaluation levels are disjoint from the world model's and both agents' (evaluate checked it)
+    seen = set(json.loads((out / "world_model" / "levels.json").read_text())["level_seeds"])
+    seen |= set(json.loads((out / "agent_real" / "levels.json").read_text())["level_seeds"])
+    assert not seen & set(dream["per_episode"]["level_seeds"])
+    assert (out / "compare" / "compare.png").stat().st_size > 1000
+    assert (out / "eval" / "ppo_dream_on_real.gif").stat().st_size > 1000
+    capsys.readouterr()
+    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4"])
+    assert "done" in capsys.readouterr().out
+    assert json.loads((out / "pipeline.json").read_text()) == record  # nothing ran again
+
+
+def test_pipeline_refuses_a_directory_of_another_preset(tmp_path, capsys):
+    (tmp_path / "pipeline.json").write_text(json.dumps({"preset": "cpu", "stages": {}}))
+    with pytest.raises(SystemExit):
+        pipeline.main(["--preset", "tiny", "--out", str(tmp_path)])
+    assert "holds a --preset cpu pipeline" in capsys.readouterr().err
+
+
+def test_demo_writes_the_gif_the_table_and_the_plot(tiny_world_model, tiny_agent, tmp_path, capsys):
+    out = tmp_path / "outputs"
+    paths = demo.run(demo.DemoConfig(out=str(out), episodes=4, dream_steps=6, world_model=str(tiny_world_model),
+                                     agent=str(tiny_agent)))  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| ppo_dream (shipped) | 4 |" in printed and "| random | 4 |" in printed
+    assert paths["gif"].stat().st_size > 1000 and paths["png"].stat().st_size > 1000
+    result = json.loads((out / "eval" / "ppo_dream.json").read_text())
+    assert result["excluded"] == [str(tiny_world_model)] and result["excluded_levels"] > 0
+
+
+def test_demo_without_an_agent_says_how_to_train_one(tiny_world_model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        demo.main(["--out", str(tmp_path), "--world-model", str(tiny_world_model), "--agent", str(tmp_path / "x.zip")])
+    assert "genie train-agent --env dream" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""Evaluate an agent on held-out real CoinRun levels (`genie evaluate AGENT --exclude data/coinrun`).
+
+AGENT is random, sticky, sb3:PATH or a bare path to a saved SB3 model (.zip). Plays --episodes
+episodes on the level range [--start-level, --start-level + --num-levels), after checking that no
+level of it is in the --exclude datasets or levels.json files. Prints the result JSON (without the
+per-episode lists, which --out keeps).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from genie_env.data.format import DatasetError, atomic_write_json
+from genie_env.evaluate.agent import (
+    DEFAULT_EVAL_NUM_LEVELS,
+    DEFAULT_EVAL_START_LEVEL,
+    check_disjoint,
+    evaluate_policy,
+    held_out_levels,
+)
+from genie_env.policies import make_policy
+from training.common import fail, print_json, setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    """Arguments of `genie evaluate`."""
+
+    agent: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="AGENT")]
+    """the policy: random, sticky, sb3:PATH, sb3:ALGO:PATH, or a path to a saved SB3 model"""
+    episodes: int = 500
+    """episodes to play (split evenly over the envs, so short episodes are not favoured)"""
+    start_level: int = DEFAULT_EVAL_START_LEVEL
+    """first level seed of the evaluation range"""
+    num_levels: int = DEFAULT_EVAL_NUM_LEVELS
+    """number of levels in the evaluation range (> 0 when --exclude is given)"""
+    distribution_mode: str = "easy"
+    """CoinRun difficulty: easy or hard"""
+    num_envs: int = 64
+    """CoinRun levels stepped together"""
+    seed: int = 0
+    """seed of the envs and the policy"""
+    exclude: tuple[str, ...] = ()
+    """datasets or levels.json files whose levels must not be in the evaluation range"""
+    out: str | None = None
+    """write the full result JSON (with per-episode lists) here"""
+    gif: str | None = None
+    """write a GIF of env 0's first ~300 frames here"""
+    name: str | None = None
+    """label of this policy in the result (default: the agent spec, or the model file's name)"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def policy_spec(agent: str) -> str:
+    """The `make_policy` spec of an AGENT argument: a bare path (or *.zip) means sb3:PATH."""
+    if agent in ("random", "sticky") or agent.startswith("sb3:"):
+        return agent
+    if agent.endswith(".zip") or Path(agent).exists() or "/" in agent:
+        return f"sb3:{agent}"
+    return agent
+
+
+def default_name(spec: str) -> str:
+    """A short label for a policy spec: random, sticky, or the stem of the model file."""
+    return Path(spec.rsplit(":", 1)[-1]).stem if spec.startswith("sb3:") else spec
+
+
+def agent_budget(spec: str) -> dict[str, int]:
+    """The real and dreamed frames an SB3 agent cost, from the record `genie train-agent` keeps beside it
+    (`NAME.json` next to NAME.zip, or the run's `config.json`); {} for other policies or without one."""
+    if not spec.startswith("sb3:"):
+        return {}
+    model = Path(spec.rsplit(":", 1)[-1])
+    for record in (model.with_suffix(".json"), model.parent / "config.json"):
+        if record.exists():
+            meta = json.loads(record.read_text())
+            if meta.get("kind") == "agent":
+                return {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
+    return {}
+
+
+def run(args: EvaluateArgs) -> dict:
+    """Check the level range, evaluate the policy and return the full result (raises on bad input)."""
+    spec = policy_spec(args.agent)
+    if args.exclude:
+        seen = held_out_levels(list(args.exclude))
+        check_disjoint(args.start_level, args.num_levels, seen)
+    else:
+        logger.warning("no --exclude given: not checking that the evaluation levels were unseen in training")
+    num_envs = max(1, min(args.num_envs, args.episodes))  # more envs than episodes would play uncounted
+    policy = make_policy(spec, num_envs, args.seed)
+    result = evaluate_policy(policy, args.episodes, args.start_level, args.num_levels, args.distribution_mode,
+                             num_envs, args.seed, args.gif, args.progress)  # fmt: skip
+    head = {"name": args.name or default_name(spec), "agent": spec, **agent_budget(spec)}
+    if args.exclude:
+        head |= {"excluded": list(args.exclude), "excluded_levels": len(seen)}
+    if args.gif:
+        head["gif"] = args.gif
+    return {**head, **result}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    setup_logging()
+    args = tyro.cli(EvaluateArgs, args=argv, prog="genie evaluate", description=__doc__)
+    try:
+        result = run(args)
+    except (DatasetError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(args.out), result)
+    print_json({k: v for k, v in result.items() if k != "per_episode"})
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,8 @@ def main(world_model: str | None = None, steps: int = 20_000, num_envs: int = 16
     """
     venv = gymnasium.make_vec("GenieCoinRun-v0", num_envs=num_envs, world_model=world_model, max_episode_steps=horizon)
     env = SB3VecEnv(venv.unwrapped)  # SB3 takes no gymnasium vector envs: this adapter bridges them
-    model = PPO("CnnPolicy", env, n_steps=64, batch_size=min(256, 64 * num_envs), n_epochs=3, gamma=0.999, ent_coef=0.01, seed=0)
+    batch = min(256, 64 * num_envs)
+    model = PPO("CnnPolicy", env, n_steps=64, batch_size=batch, n_epochs=3, gamma=0.999, ent_coef=0.01, seed=0)
     model.learn(steps)
     model.save(out)
     print(f"trained {model.num_timesteps} dreamed steps; saved {out}")

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 ENVS = ("dream", "real")
 FEATURES = ("nature", "impala")
 AGENT_FORMAT_VERSION = 1
+# fields a resumed run may change: they say how long and how watched, not what is learned
+RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class AgentConfig:
     """steps between evaluations on held-out real levels (0 = never during training)"""
     eval_episodes: int = 64
     """episodes per evaluation during training"""
+    max_minutes: float = 0.0
+    """stop training after this many minutes and save the agent as it is (0 = no limit)"""
 
     def __post_init__(self) -> None:
         if self.env not in ENVS:
@@ -253,6 +257,20 @@ class _Progress(BaseCallback):
         self.bar.close()
 
 
+class _TimeLimit(BaseCallback):
+    """Ends training (cleanly: the agent is still saved) once `minutes` have passed."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.time() + 60 * minutes
+
+    def _on_step(self) -> bool:
+        if time.time() < self.deadline:
+            return True
+        logger.info("--max-minutes reached at %d steps: stopping", self.num_timesteps)
+        return False
+
+
 class _Bookkeeping(BaseCallback):
     """Episode statistics (SB3's Monitor role), the real level seeds seen, and atomic checkpoints."""
 
@@ -324,7 +342,7 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
         if not latest.exists():
             raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
         saved = json.loads(config_path.read_text())["config"]
-        diff = sorted(k for k, v in asdict(cfg).items() if k != "steps" and saved.get(k) != v)
+        diff = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
         if diff:
             raise ValueError(f"config differs from the run's in {', '.join(diff)}: resume with the same settings")
         model = load_agent(latest, cfg.algo, env, cfg.device)
@@ -340,6 +358,8 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
     callbacks: list[BaseCallback] = [book]
     if progress:
         callbacks.append(_Progress(cfg.steps, done_before))
+    if cfg.max_minutes:
+        callbacks.append(_TimeLimit(cfg.max_minutes))
     if cfg.eval_every:
         callbacks.append(EvalCallback(
             make_eval_env(cfg), n_eval_episodes=cfg.eval_episodes, eval_freq=max(cfg.eval_every // cfg.num_envs, 1),

@@ -164,8 +164,8 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
     root = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if path is None and not (root / "dynamics" / "config.json").exists():
         raise CheckpointError(
-            "no default world model ships with this genie-env yet: train one (genie train-tokenizer, genie tokenize, "
-            "genie train-dynamics) and pass load_world_model(path=DIR) with DIR/tokenizer and DIR/dynamics"
+            f"the shipped world model is missing from this installation ({root / 'dynamics'}): reinstall genie-env, "
+            "or train one (genie pipeline) and pass load_world_model(path=DIR) with DIR/tokenizer and DIR/dynamics"
         )
     for part in ("tokenizer", "dynamics"):
         if not (root / part).exists():

@@ -59,6 +59,14 @@ def test_train_agent_refuses_to_overwrite_or_to_resume_with_another_config(tmp_p
         train_agent(cfg, tmp_path / "other", resume=True, progress=False)
 
 
+def test_max_minutes_stops_training_early_and_still_saves_the_agent(tmp_path):
+    cfg = AgentConfig(env="real", max_minutes=1e-6, **SMALL)
+    train_agent(cfg, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert 0 < record["steps_done"] < 256
+    assert load_agent(tmp_path / "run" / "agent.zip").num_timesteps == record["steps_done"]
+
+
 def test_agent_config_rejects_bad_values_naming_the_flag():
     with pytest.raises(ValueError, match="--env"):
         AgentConfig(env="simulator")

@@ -1,0 +1,55 @@
+"""The model shipped inside the package: it loads offline, steps as GenieCoinRun-v0, and its agent plays."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import gymnasium
+import numpy as np
+from stable_baselines3 import PPO
+
+import genie_env
+from genie_env.evaluate.agent import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL, check_disjoint
+from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
+
+
+def test_shipped_world_model_dreams_as_genie_coinrun_v0():
+    env = gymnasium.make("GenieCoinRun-v0", max_episode_steps=5)
+    real = gymnasium.make("ProcgenCoinRun-v0")
+    assert env.observation_space == real.observation_space and env.action_space == real.action_space
+    obs, info = env.reset(seed=0)
+    first = obs.copy()
+    for t in range(5):
+        obs, reward, terminated, truncated, info = env.step(7)
+        assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["dream_step"] == t + 1
+        if terminated:
+            break
+    assert terminated or truncated
+    again, _ = env.reset(seed=0)
+    assert np.array_equal(first, again)
+
+
+def test_shipped_world_model_loads_without_importing_the_package_first():
+    code = "import gymnasium; env = gymnasium.make('genie_env:GenieCoinRun-v0'); print(env.reset(seed=1)[0].shape)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(64, 64, 3)"
+
+
+def test_shipped_files_are_small_and_their_levels_are_held_out():
+    weights = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.glob("*/model.safetensors"))
+    assert weights <= 30 * 2**20
+    levels = json.loads((DEFAULT_MODEL_DIR / "levels.json").read_text())
+    assert levels["frames"] >= 100_000 and len(levels["level_seeds"]) > 100
+    check_disjoint(DEFAULT_EVAL_START_LEVEL, DEFAULT_EVAL_NUM_LEVELS, set(levels["level_seeds"]))
+    wm = genie_env.load_world_model()
+    assert wm.tokenizer.cfg.grid == wm.dynamics.cfg.grid
+
+
+def test_shipped_agent_loads_with_sb3_and_acts_in_the_action_space():
+    agent = PPO.load(DEFAULT_AGENT, device="cpu")
+    actions, _ = agent.predict(np.zeros((4, 64, 64, 3), np.uint8), deterministic=True)
+    assert actions.shape == (4,) and ((0 <= actions) & (actions < 15)).all()
+    record = json.loads(DEFAULT_AGENT.with_suffix(".json").read_text())
+    assert record["config"]["env"] == "dream" and record["dream_frames"] > 0

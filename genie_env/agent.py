@@ -69,6 +69,9 @@ class AgentConfig:
     """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
     horizon: int = 20
     """dream episodes are truncated (value bootstrapped) after this many steps, as IRIS (20) and DIAMOND (15)"""
+    events: str = "expected"
+    """dream rewards and ends: expected (reward 10 x the coin probability, end at probability >= 0.5),
+    threshold (both at probability >= 0.5) or sample (Bernoulli draws)"""
     precision: str = "fp32"
     """dream inference precision: fp32 (the faster on our 2 CPU cores: 2.5x bf16's steps/s at 64 envs) or bf16"""
     device: str = "cpu"
@@ -174,7 +177,7 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
 
         venv = GenieCoinRunVectorEnv(
             cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
-            context=cfg.context, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
+            context=cfg.context, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events,
         )  # fmt: skip
     env = SB3VecEnv(venv)
     env.seed(cfg.seed)

@@ -149,3 +149,16 @@ def test_play_maps_keys_to_actions_and_runs_headless(tiny_world_model):
     out = genie("play", "--world-model", str(tiny_world_model), "--max-frames", "5", "--side-by-side",
                 "--fps", "1000").stdout  # fmt: skip
     assert "played 5 frames" in out
+
+
+def test_expected_events_reward_the_coin_probability(tiny_world_model):
+    env = GenieCoinRunEnv(str(tiny_world_model), events="expected")
+    env.reset(seed=3)
+    for _ in range(3):
+        _, reward, terminated, _, info = env.step(7)
+        assert reward == pytest.approx(10.0 * info["reward_prob"], rel=1e-5)
+        assert terminated == (info["termination_prob"] >= 0.5)
+        if terminated:
+            break
+    with pytest.raises(ValueError, match="unknown events mode 'mean'"):
+        GenieCoinRunEnv(str(tiny_world_model), events="mean")

@@ -21,7 +21,7 @@ from genie_env.envs.context import ContextSource
 from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions, vector_seeds
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
 
-EVENT_MODES = ("threshold", "sample")
+EVENT_MODES = ("threshold", "sample", "expected")
 
 
 def _resolve(world_model, device, precision: str, context, context_frames: int, reset_from: str):
@@ -104,9 +104,12 @@ class DreamBatch:
             coin, terminated = draws[:, 0] < coin_p, draws[:, 1] < term_p
         else:
             coin, terminated = coin_p >= 0.5, term_p >= 0.5
+        # "expected": the model's expected reward (what world-model agents such as DreamerV3 learn from),
+        # a signal wherever the coin is likely, not only where the model is sure of it
+        rewards = 10.0 * (coin_p if self.events == "expected" else coin)
         self.dream_step += 1
         info = {"termination_prob": term_p, "reward_prob": coin_p, "dream_step": self.dream_step.copy()}
-        return self.frames.copy(), (10.0 * coin).astype(np.float32), terminated, info
+        return self.frames.copy(), rewards.astype(np.float32), terminated, info
 
 
 def _observation_space() -> spaces.Box:
@@ -120,7 +123,8 @@ class GenieCoinRunEnv(gym.Env):
     (`ACTION_MEANINGS`), reward 10 when the model predicts the coin. `reset(seed=s)` draws a real
     context (from the contexts shipped with the model, a dataset directory, or an array) and seeds all
     sampling, so the same seed and actions give the same dream. An episode terminates when the model
-    predicts it (`events="threshold"`: probability >= 0.5, or `"sample"`: a Bernoulli draw) and is
+    predicts it (`events="threshold"`: probability >= 0.5, or `"sample"`: a Bernoulli draw; `"expected"`
+    thresholds the termination and rewards 10 x the coin probability, the expected reward) and is
     truncated after `max_episode_steps` (1000 as in CoinRun; short imagined horizons such as 15-20
     make dream-RL bootstrap the value instead). Info: `termination_prob`, `reward_prob`, `dream_step`.
 

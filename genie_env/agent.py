@@ -339,12 +339,14 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
     run = Path(run)
     config_path, latest = run / "config.json", run / "checkpoints" / "latest.zip"
     env = make_vec_env(cfg)
+    previous = 0.0  # wall time of the run before a resume
     behind = world_model_record(cfg.world_model) if cfg.env == "dream" else {}
     levels = set(behind.get("level_seeds", []))
     if resume:
         if not latest.exists():
             raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
-        saved = json.loads(config_path.read_text())["config"]
+        record = json.loads(config_path.read_text())
+        saved, previous = record["config"], record.get("wall_s", 0.0)
         diff = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
         if diff:
             raise ValueError(f"config differs from the run's in {', '.join(diff)}: resume with the same settings")
@@ -369,12 +371,11 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
             log_path=str(run / "eval"), deterministic=False, verbose=0,
         ))  # fmt: skip
     start = time.time()
-    _write_config(run, cfg, model.num_timesteps, 0.0, behind.get("frames"))
+    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"))
     model.learn(max(cfg.steps - done_before, 0), callback=CallbackList(callbacks), reset_num_timesteps=not resume,
                 tb_log_name="agent")  # fmt: skip
     book.save()
     path = save_agent_atomic(model, run / "agent.zip")
-    previous = json.loads(config_path.read_text()).get("wall_s", 0.0) if resume else 0.0
     _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"))
     env.close()
     return path

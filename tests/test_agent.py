@@ -40,11 +40,13 @@ def test_train_agent_on_the_real_game_records_its_levels_and_resumes(tmp_path):
     assert len(first) >= 4  # every env's first level at least
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["real_frames"] == 128 and record["dream_frames"] == 0
+    first_wall = record["wall_s"]
     more = AgentConfig(env="real", algo="a2c", **{**SMALL, "steps": 256})
     train_agent(more, tmp_path / "run", resume=True, progress=False)
     assert load_agent(tmp_path / "run" / "agent.zip", algo="a2c").num_timesteps == 256
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["steps_done"] == 256 and record["real_frames"] == 256
+    assert record["wall_s"] > first_wall > 0  # wall time adds up over the resume
     assert set(first) <= set(json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"])
 
 

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 ENVS = ("dream", "real")
 FEATURES = ("nature", "impala")
 AGENT_FORMAT_VERSION = 1
-# fields a resumed run may change: they say how long and how watched, not what is learned
-RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes"}
+# fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
+RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
 
 
 @dataclass(frozen=True)

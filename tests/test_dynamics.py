@@ -59,6 +59,20 @@ def test_rollout_with_kv_cache_equals_recomputing_without_it():
     assert torch.equal(cached, torch.stack(frames[3:], 1))
 
 
+def test_bf16_cached_step_keeps_a_float32_cache_and_matches_the_uncached_forward():
+    m = model()
+    tokens, actions = data(t=4)
+    masked = torch.full_like(tokens, TINY.mask_id)
+    cache = m.new_cache(tokens.shape[0])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = m(tokens, masked, actions)
+        for t in range(tokens.shape[1]):
+            step = m(tokens[:, t : t + 1], masked[:, t : t + 1], actions[:, t : t + 1], cache=cache)
+    assert all(k.dtype == torch.float32 for k in cache.keys)
+    assert torch.allclose(step.logits[:, 0], full.logits[:, -1], atol=0.1)
+    assert torch.equal(step.logits[:, 0].argmax(-1), full.logits[:, -1].argmax(-1))
+
+
 def test_mask_ratio_is_drawn_per_sample_within_bounds():
     torch.manual_seed(0)
     masked = sample_mask(64, 5, 100, 0.5, 1.0)

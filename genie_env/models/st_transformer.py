@@ -86,6 +86,13 @@ def window_mask(t: int, window: int, device) -> torch.Tensor:
     return allowed & (j > i - window) if window else allowed
 
 
+def cache_dtype(k: torch.Tensor) -> torch.dtype:
+    """The dtype the KV cache keeps (and attends in): float32 on CPU, where the fused attention kernel
+    is ~4x slower in bf16 than in float32 for one query over a short window (15.5 vs 3.9 ms for 64 envs
+    of 65 tokens, window 16, measured on 2 cores); the computing dtype elsewhere."""
+    return torch.float32 if k.device.type == "cpu" else k.dtype
+
+
 class KVCache:
     """Temporal keys/values of the last `window` frames of each batch element, for every block.
 
@@ -110,19 +117,22 @@ class KVCache:
         if n != len(self.frames) * self.spatial:
             raise ValueError(f"cache holds {len(self.frames)} sequences of {self.spatial} tokens, got {n} rows")
         if self.keys[block] is None:
-            self.keys[block] = k.new_zeros(n, h, self.window, d)
-            self.values[block] = v.new_zeros(n, h, self.window, d)
+            dtype = cache_dtype(k)
+            self.keys[block] = k.new_zeros(n, h, self.window, d, dtype=dtype)
+            self.values[block] = v.new_zeros(n, h, self.window, d, dtype=dtype)
         self.frames = self.frames.to(k.device)
         rows = torch.arange(n, device=k.device)
         slots = (self.frames % self.window).repeat_interleave(self.spatial)
         self.keys[block][rows, :, slots] = k[:, :, 0].to(self.keys[block].dtype)
         self.values[block][rows, :, slots] = v[:, :, 0].to(self.values[block].dtype)
+        keys, values = self.keys[block], self.values[block]
         filled = (self.frames + 1).clamp(max=self.window)
-        if bool((filled == self.window).all()):
-            return sdpa(q, self.keys[block].to(q.dtype), self.values[block].to(q.dtype))
-        valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
-        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
-        return sdpa(q, self.keys[block].to(q.dtype), self.values[block].to(q.dtype), mask)
+        mask = None
+        if not bool((filled == self.window).all()):
+            valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
+            mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
+        with torch.autocast(k.device.type, enabled=False):  # autocast would cast the cache back to bf16
+            return sdpa(q.to(keys.dtype), keys, values, mask).to(q.dtype)
 
     def advance(self) -> None:
         """Every batch element has stored one more frame."""

@@ -162,3 +162,28 @@ def test_expected_events_reward_the_coin_probability(tiny_world_model):
             break
     with pytest.raises(ValueError, match="unknown events mode 'mean'"):
         GenieCoinRunEnv(str(tiny_world_model), events="mean")
+
+
+def test_context_file_round_trips_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    from genie_env.data.format import DatasetError
+    from genie_env.envs.context import ContextSource
+
+    rng = np.random.default_rng(0)
+    source = ContextSource(rng.integers(0, 256, (3, 2, 64, 64, 3), dtype=np.uint8), rng.integers(0, 15, (3, 1)))
+    path = source.save(tmp_path / "contexts.npz")
+    loaded = ContextSource.from_file(path)
+    assert np.array_equal(loaded.frames, source.frames) and np.array_equal(loaded.actions, source.actions)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ContextSource(source.frames[:1], source.actions[:1]).save(path)
+    monkeypatch.undo()
+    assert len(ContextSource.from_file(path)) == 3 and not list(tmp_path.glob(".*.tmp"))
+    path.write_bytes(b"not an npz")
+    with pytest.raises(DatasetError, match="corrupt context file"):
+        ContextSource.from_file(path)
+    with pytest.raises(DatasetError, match="does not exist"):
+        ContextSource.from_file(tmp_path / "missing.npz")

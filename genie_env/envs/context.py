@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import DatasetError, load_shard, read_manifest, shard_infos
+from genie_env.data.format import DatasetError, atomic_write_bytes, load_shard, read_manifest, shard_infos
 
 RESET_FROM = ("start", "any")
 
@@ -53,10 +54,11 @@ class ContextSource:
             raise DatasetError(f"corrupt context file {path}: {e}") from e
 
     def save(self, path: str | Path) -> Path:
-        """Write the contexts as a compressed .npz."""
+        """Write the contexts as a compressed .npz, atomically (an existing file survives a failed write)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, frames=self.frames, actions=self.actions)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, frames=self.frames, actions=self.actions)
+        atomic_write_bytes(path, buffer.getvalue())
         return path
 
     @classmethod

@@ -238,8 +238,8 @@ class DynamicsModel(nn.Module):
                 else:
                     sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
             else:
-                probs = torch.softmax(logits, -1)
                 sampled = logits.argmax(-1)
+                probs = None if last else torch.softmax(logits, -1)  # confidences only matter for re-masking
             still = current == self.cfg.mask_id
             if last:
                 current = torch.where(still, sampled, current)

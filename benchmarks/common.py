@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -31,19 +32,21 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def time_per_call(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, min_seconds: float = 1.0) -> float:
-    """Seconds per call of `fn`, averaged over at least `min_seconds` after warm-up."""
+def time_per_call(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, min_seconds: float = 1.0,
+                  min_calls: int = 3) -> float:  # fmt: skip
+    """Median seconds per call of `fn` over at least `min_seconds` and `min_calls` calls after warm-up
+    (the median shrugs off a call slowed by another process on a shared machine)."""
     for _ in range(warmup):
         fn()
     sync(device)
-    calls, start = 0, time.perf_counter()
-    while True:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
         fn()
-        calls += 1
         sync(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def sync(device: str) -> None:

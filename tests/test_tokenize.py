@@ -31,7 +31,7 @@ def test_tokenize_round_trip(tiny_dataset, tiny_tokenizer_run, tmp_path):
     tokens = load_shard(out, info, schema_of(manifest))
     frames = load_shard(tiny_dataset, shard_infos(source)[0])
     assert tokens["tokens"].dtype == np.uint16 and tokens["tokens"].shape[1:] == (4, 4)
-    expected = tokenizer.encode(torch.from_numpy(np.asarray(frames["frames"][:50]))[:, None])[:, 0]
+    expected = tokenizer.encode(torch.from_numpy(np.array(frames["frames"][:50]))[:, None])[:, 0]
     assert np.array_equal(tokens["tokens"][:50], expected.numpy())
     for key in ("actions", "rewards", "terminations", "episode_ids", "level_seeds"):
         assert np.array_equal(tokens[key], frames[key])

@@ -33,7 +33,7 @@ def evaluate_tokenizer(tokenizer: Tokenizer, data: str | Path, split: str = "val
         n = info.num_frames if not max_frames else min(info.num_frames, max_frames - errors.frames)
         if n <= 0:
             break
-        frames = np.asarray(arrays["frames"][:n])
+        frames = np.array(arrays["frames"][:n])  # a writable copy of the read-only shard for torch
         start = time.perf_counter()
         tokens = encode_frames(tokenizer, frames, np.asarray(arrays["episode_ids"][:n]), batch_size)
         recon = np.concatenate([

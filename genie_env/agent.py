@@ -73,7 +73,7 @@ class AgentConfig:
     """dream rewards and ends: expected (reward 10 x the coin probability, end at probability >= 0.5),
     threshold (both at probability >= 0.5) or sample (Bernoulli draws)"""
     precision: str = "fp32"
-    """dream inference precision: fp32 (the faster on our 2 CPU cores: 2.5x bf16's steps/s at 64 envs) or bf16"""
+    """dream inference precision: fp32, or bf16 (1.5x fp32's speed on CPUs with AVX512-BF16, slow without)"""
     device: str = "cpu"
     """device of the policy network and of the world model"""
     n_steps: int = 128

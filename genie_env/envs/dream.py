@@ -19,6 +19,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from genie_env.envs.context import ContextSource
 from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions, vector_seeds
+from genie_env.models.dynamics import COIN_REWARD
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
 
 EVENT_MODES = ("threshold", "sample", "expected")
@@ -106,7 +107,7 @@ class DreamBatch:
             coin, terminated = coin_p >= 0.5, term_p >= 0.5
         # "expected": the model's expected reward (what world-model agents such as DreamerV3 learn from),
         # a signal wherever the coin is likely, not only where the model is sure of it
-        rewards = 10.0 * (coin_p if self.events == "expected" else coin)
+        rewards = COIN_REWARD * (coin_p if self.events == "expected" else coin)
         self.dream_step += 1
         info = {"termination_prob": term_p, "reward_prob": coin_p, "dream_step": self.dream_step.copy()}
         return self.frames.copy(), rewards.astype(np.float32), terminated, info

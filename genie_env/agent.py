@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from genie_env._compat import import_gym_quietly
+from genie_env.checkpoint import config_from_dict
 
 import_gym_quietly()
 import stable_baselines3  # noqa: E402
@@ -63,8 +64,9 @@ class AgentConfig:
     """CoinRun difficulty of the real game (training with --env real, and evaluation)"""
     world_model: str | None = None
     """world-model directory for --env dream (default: the model shipped with the package)"""
-    context: str | None = None
-    """where dreams start: a frame dataset directory or a contexts .npz (default: the model's contexts)"""
+    context: tuple[str, ...] = ()
+    """where dreams start: frame dataset directories (several for several collection rounds) or one contexts
+    .npz (default: the model's contexts)"""
     reset_from: str = "any"
     """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
     horizon: int = 20
@@ -106,6 +108,12 @@ class AgentConfig:
     """stop training after this many minutes and save the agent as it is (0 = no limit)"""
 
     def __post_init__(self) -> None:
+        if isinstance(self.context, str):  # one path, as configs written before several were allowed
+            object.__setattr__(self, "context", (self.context,))
+        elif self.context is None:
+            object.__setattr__(self, "context", ())
+        else:
+            object.__setattr__(self, "context", tuple(self.context))
         if self.env not in ENVS:
             raise ValueError(f"unknown env {self.env!r}: use one of {ENVS} (--env)")
         if self.features not in FEATURES:
@@ -177,11 +185,17 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
 
         venv = GenieCoinRunVectorEnv(
             cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
-            context=cfg.context, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events,
+            context=_context_arg(cfg.context), reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
+            events=cfg.events,
         )  # fmt: skip
     env = SB3VecEnv(venv)
     env.seed(cfg.seed)
     return env
+
+
+def _context_arg(context: tuple[str, ...]) -> str | list[str] | None:
+    """The dream env's `context` kwarg for the config's --context paths."""
+    return None if not context else context[0] if len(context) == 1 else list(context)
 
 
 def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:
@@ -346,7 +360,8 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
         if not latest.exists():
             raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
         record = json.loads(config_path.read_text())
-        saved, previous = record["config"], record.get("wall_s", 0.0)
+        saved = asdict(config_from_dict(AgentConfig, record["config"], str(config_path)))
+        previous = record.get("wall_s", 0.0)
         diff = sorted(k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
         if diff:
             raise ValueError(f"config differs from the run's in {', '.join(diff)}: resume with the same settings")

@@ -189,12 +189,30 @@ class PipelinePreset:
     """held-out real episodes per evaluated policy"""
     device: str = "cpu"
     """device of every stage"""
+    rounds: int = 1
+    """rounds of the loop (IRIS-style): each round after the first collects `round_frames` more real frames
+    with the previous round's dream agent, fine-tunes the dynamics on every round's data and retrains the
+    agent in the new dream from scratch"""
+    round_frames: int = 50_000
+    """real frames the agent collects in each round after the first"""
+    finetune_steps: int = 2_000
+    """optimizer steps of each fine-tuning round of the dynamics"""
+    finetune_lr: float = 3e-4
+    """peak learning rate of the fine-tuning rounds"""
+    finetune_oversample_events: int = 4
+    """event-window oversampling in fine-tuning (the agent's data holds far more coins and ends)"""
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
 
 
 PIPELINE_PRESETS: dict[str, PipelinePreset] = {
     # every stage for real, at budgets that run end to end in minutes (the models need not transfer)
+    # (two rounds, so the second round's collection by the agent and fine-tuning run too)
     "tiny": PipelinePreset(frames=1500, collect_envs=8, tokenizer="tiny", dynamics="tiny", agent_steps=512,
-                           agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16),
+                           agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16, rounds=2,
+                           round_frames=500, finetune_steps=10, finetune_lr=1e-3),
     # the shipped model: 200k real frames, the cpu presets, 2 CPU cores
     "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=400_000),
     # one H100-class GPU: 1M real frames, the gpu presets

@@ -9,6 +9,7 @@ out = wm.rollout(context_frames, actions)         # -> Rollout(frames, rewards, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
@@ -178,26 +179,33 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
     return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision)
 
 
-def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path, out: str | Path,
-                        context_frames: int = 1, num_contexts: int = 256, fp16: bool = True) -> Path:  # fmt: skip
+def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path | Sequence[str | Path],
+                        out: str | Path, context_frames: int = 1, num_contexts: int = 256,
+                        fp16: bool = True) -> Path:  # fmt: skip
     """Assemble a world-model directory that `load_world_model(out)` and `GenieCoinRun-v0` take:
     `out/tokenizer`, `out/dynamics` (inference checkpoints, float16 by default), `out/contexts.npz`
-    (`num_contexts` real level starts of `context_frames` frames from the frame dataset's train split)
-    and `out/levels.json` (the real level seeds and frame count of that dataset, so evaluation can
-    show its levels are held out)."""
+    (`num_contexts` real level starts of `context_frames` frames from the train split of the frame
+    dataset, or of several: every round of collected data the model was trained on) and
+    `out/levels.json` (the real level seeds and frame count of those datasets, so evaluation can show
+    its levels are held out and the real-frame budget counts every round)."""
     from genie_env.checkpoint import export_checkpoint
     from genie_env.data.format import atomic_write_json, dataset_level_seeds, read_manifest
     from genie_env.envs.context import ContextSource
 
     out = Path(out)
+    datasets = [frames] if isinstance(frames, (str, Path)) else list(frames)
+    manifests = [read_manifest(d, kind="frames") for d in datasets]
+    modes = {m["env"]["distribution_mode"] for m in manifests}
+    if len(modes) > 1:
+        raise ValueError(f"the frame datasets mix distribution modes {sorted(modes)}")
     dtype = torch.float16 if fp16 else None
     export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype)
     export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype)
-    ContextSource.from_dataset(frames, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
-    manifest = read_manifest(frames, kind="frames")
+    ContextSource.from_dataset(datasets, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
     atomic_write_json(out / "levels.json", {
-        "level_seeds": sorted(dataset_level_seeds(frames)), "frames": manifest["counts"]["frames"],
-        "distribution_mode": manifest["env"]["distribution_mode"],
+        "level_seeds": sorted(set().union(*(dataset_level_seeds(d) for d in datasets))),
+        "frames": sum(m["counts"]["frames"] for m in manifests), "distribution_mode": modes.pop(),
+        "datasets": [str(d) for d in datasets],
     })  # fmt: skip
     load_world_model(out)  # the pair must load and fit together
     return out

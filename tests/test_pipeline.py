@@ -14,21 +14,29 @@ def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, 
     pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4"])
     record = json.loads((out / "pipeline.json").read_text())
     assert list(record["stages"]) == [
-        "collect", "train_tokenizer", "tokenize", "train_dynamics", "package", "agent_dream", "agent_real",
-        "evaluate", "compare",
+        "collect", "train_tokenizer", "tokenize", "train_dynamics", "package", "agent_dream",
+        "collect_r2", "tokenize_r2", "train_dynamics_r2", "package_r2", "agent_dream_r2",
+        "agent_real", "evaluate", "compare",
     ]  # fmt: skip
     rows = json.loads((out / "compare" / "compare.json").read_text())["rows"]
-    assert [r["name"] for r in rows] == ["random", "ppo_real_same_frames", "ppo_dream"]
+    assert [r["name"] for r in rows] == ["random", "ppo_real_same_frames", "ppo_dream_round1", "ppo_dream"]
     assert all(r["episodes"] == 4 for r in rows)
-    # the same-budget real agent spent as many real frames as the world model was trained on (rounded up
-    # to whole rollouts); the dream agent spent none beyond them
-    frames = record["stages"]["collect"]["result"]["frames"]
+    # round 2 was collected by round 1's dream agent and fine-tuned from round 1's dynamics
+    manifest2 = json.loads((out / "data_r2" / "manifest.json").read_text())
+    assert manifest2["collect"]["policy"] == f"sb3:{out / 'agent_dream' / 'agent.zip'}"
+    dyn2 = json.loads((out / "world_model_r2" / "dynamics" / "config.json").read_text())
+    assert dyn2["init_from"].startswith(str(out / "dynamics"))
+    # the same-budget real agent spent as many real frames as the final world model was trained on, both
+    # rounds (rounded up to whole rollouts); the dream agents spent none beyond them
+    frames = record["stages"]["collect"]["result"]["frames"] + record["stages"]["collect_r2"]["result"]["frames"]
     real = json.loads((out / "eval" / "ppo_real_same_frames.json").read_text())
     dream = json.loads((out / "eval" / "ppo_dream.json").read_text())
+    first = json.loads((out / "eval" / "ppo_dream_round1.json").read_text())
     assert frames <= real["real_frames"] < frames + 8 * 32 and dream["real_frames"] == frames
+    assert first["real_frames"] == record["stages"]["collect"]["result"]["frames"]
     assert dream["dream_frames"] == 512
-    # the evaluation levels are disjoint from the world model's and both agents' (evaluate checked it)
-    seen = set(json.loads((out / "world_model" / "levels.json").read_text())["level_seeds"])
+    # the evaluation levels are disjoint from the world models' and all agents' (evaluate checked it)
+    seen = set(json.loads((out / "world_model_r2" / "levels.json").read_text())["level_seeds"])
     seen |= set(json.loads((out / "agent_real" / "levels.json").read_text())["level_seeds"])
     assert not seen & set(dream["per_episode"]["level_seeds"])
     assert (out / "compare" / "compare.png").stat().st_size > 1000

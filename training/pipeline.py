@@ -1,7 +1,9 @@
 """Every stage from nothing to the compare table (`genie pipeline --preset tiny|cpu|gpu --out DIR`).
 
-    collect → train tokenizer → tokenize → train dynamics → package world model →
-    PPO in the dream → PPO on the real game with the same real frames → evaluate on held-out real levels → compare
+    collect → train tokenizer → tokenize → train dynamics → package world model → PPO in the dream →
+    [each further round: collect with the dream agent → tokenize → fine-tune the dynamics on every
+     round's data → package → retrain PPO in the new dream] →
+    PPO on the real game with the same real frames (every round's) → evaluate on held-out real levels → compare
 
 `--preset cpu` reproduces the shipped model (2 CPU cores, about 3 hours); `--preset tiny` runs every
 stage for real at budgets that finish in minutes (its models need not transfer). Finished stages are
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +79,9 @@ class Pipeline:
 
         atomic_write_json(self.record_path, self.record)
 
-    def path(self, name: str) -> Path:
-        return self.out / name
+    def path(self, name: str, round: int = 1) -> Path:
+        """The directory of `name` (data, tokens, dynamics, world_model, agent_dream) in round `round`."""
+        return self.out / (name if round == 1 else f"{name}_r{round}")
 
     def run(self) -> dict[str, Any]:
         """All stages; returns DIR/pipeline.json's content."""
@@ -87,19 +91,28 @@ class Pipeline:
         self.stage("tokenize", self.tokenize)
         self.stage("train_dynamics", lambda: self.train("dynamics", p.dynamics))
         self.stage("package", self.package)
-        self.stage("agent_dream", lambda: self.agent("dream", p.agent_steps))
-        self.stage("agent_real", lambda: self.agent("real", p.frames))
+        self.stage("agent_dream", self.agent_dream)
+        for k in range(2, p.rounds + 1):
+            self.stage(f"collect_r{k}", partial(self.collect, k))
+            self.stage(f"tokenize_r{k}", partial(self.tokenize, k))
+            self.stage(f"train_dynamics_r{k}", partial(self.fine_tune, k))
+            self.stage(f"package_r{k}", partial(self.package, k))
+            self.stage(f"agent_dream_r{k}", partial(self.agent_dream, k))
+        self.stage("agent_real", self.agent_real)
         self.stage("evaluate", self.evaluate)
         self.stage("compare", self.compare)
         return self.record
 
     # ------------------------------------------------------------------ stages
-    def collect(self) -> dict[str, Any]:
+    def collect(self, round: int = 1) -> dict[str, Any]:
+        """Round 1: the sticky-random policy; later rounds: the previous round's dream agent, on new levels."""
         from genie_env.data.collect import CollectConfig, collect
 
-        data = self.path("data")
+        data = self.path("data", round)
+        policy = "sticky" if round == 1 else f"sb3:{self.path('agent_dream', round - 1) / 'agent.zip'}"
         manifest = collect(CollectConfig(
-            out=str(data), frames=self.preset.frames, num_envs=self.preset.collect_envs, seed=self.args.seed,
+            out=str(data), frames=self.preset.frames if round == 1 else self.preset.round_frames,
+            num_envs=self.preset.collect_envs, seed=self.args.seed + round - 1, policy=policy,
             distribution_mode=self.args.distribution_mode, resume=(data / "manifest.json").exists(),
         ))  # fmt: skip
         return manifest["counts"]
@@ -115,55 +128,91 @@ class Pipeline:
         args = dataclasses.replace(defaults, out=str(out), train=train, resume=(out / "latest.json").exists(), **source)
         return module.run(args)
 
-    def tokenize(self) -> dict[str, Any]:
+    def fine_tune(self, round: int) -> dict[str, float]:
+        """Fine-tune the previous round's dynamics on the tokens of every round so far."""
+        from training import train_dynamics
+
+        p, out = self.preset, self.path("dynamics", round)
+        defaults = train_dynamics.default_args(p.dynamics)
+        train = dataclasses.replace(
+            defaults.train, seed=self.args.seed + round - 1, steps=p.finetune_steps, lr=p.finetune_lr,
+            warmup_steps=max(1, p.finetune_steps // 20), checkpoint_every=max(1, p.finetune_steps // 8),
+        )  # fmt: skip
+        args = dataclasses.replace(
+            defaults, tokens=tuple(str(self.path("tokens", k)) for k in range(1, round + 1)), out=str(out),
+            train=train, init_from=str(self.path("dynamics", round - 1)),
+            oversample_events=p.finetune_oversample_events, resume=(out / "latest.json").exists(),
+        )  # fmt: skip
+        return train_dynamics.run(args)
+
+    def tokenize(self, round: int = 1) -> dict[str, Any]:
         from genie_env.data.tokenize import tokenize_dataset
 
-        manifest = tokenize_dataset(self.path("data"), self.path("tokenizer"), self.path("tokens"))
+        manifest = tokenize_dataset(self.path("data", round), self.path("tokenizer"), self.path("tokens", round))
         return manifest["counts"]
 
-    def package(self) -> str:
+    def package(self, round: int = 1) -> str:
+        """The world model of `round`: its dynamics, and the real data of every round so far."""
         from genie_env.world_model import package_world_model
 
-        out = package_world_model(self.path("tokenizer"), self.path("dynamics"), self.path("data"),
-                                  self.path("world_model"))  # fmt: skip
+        data = [self.path("data", k) for k in range(1, round + 1)]
+        out = package_world_model(self.path("tokenizer"), self.path("dynamics", round), data,
+                                  self.path("world_model", round))  # fmt: skip
         return str(out)
 
-    def agent_config(self, env: str, steps: int):
+    def agent_config(self, env: str, steps: int, round: int = 1):
         from genie_env.agent import AgentConfig
 
         p = self.preset
         return AgentConfig(
             env=env, steps=steps, num_envs=p.agent_envs, n_steps=p.agent_n_steps, batch_size=p.agent_batch,
             seed=self.args.seed, distribution_mode=self.args.distribution_mode,
-            world_model=str(self.path("world_model")), context=str(self.path("data")), device=p.device,
+            world_model=str(self.path("world_model", round)),
+            context=tuple(str(self.path("data", k)) for k in range(1, round + 1)), device=p.device,
             checkpoint_every=max(steps // 10, p.agent_envs * p.agent_n_steps),
         )  # fmt: skip
 
-    def agent(self, env: str, steps: int) -> str:
+    def agent(self, env: str, steps: int, round: int = 1) -> str:
         from genie_env.agent import train_agent
 
-        run = self.path(f"agent_{env}")
+        run = self.path(f"agent_{env}", round)
         resume = (run / "checkpoints" / "latest.zip").exists()
-        return str(train_agent(self.agent_config(env, steps), run, resume=resume))
+        return str(train_agent(self.agent_config(env, steps, round), run, resume=resume))
+
+    def agent_dream(self, round: int = 1) -> str:
+        return self.agent("dream", self.preset.agent_steps, round)
+
+    def agent_real(self) -> str:
+        """PPO on the real game for as many steps as real frames went into the final world model (every round)."""
+        levels = json.loads((self.path("world_model", self.preset.rounds) / "levels.json").read_text())
+        return self.agent("real", levels["frames"])
+
+    def policies(self) -> dict[str, Path | str]:
+        """The evaluated policies by name: random, the same-budget real PPO, each round's dream PPO (the
+        final round's is `ppo_dream`, earlier ones `ppo_dream_round1`, ...)."""
+        rounds = self.preset.rounds
+        named: dict[str, Path | str] = {"random": "random"}
+        named["ppo_real_same_frames"] = self.path("agent_real") / "agent.zip"
+        for k in range(1, rounds):
+            named[f"ppo_dream_round{k}"] = self.path("agent_dream", k) / "agent.zip"
+        named["ppo_dream"] = self.path("agent_dream", rounds) / "agent.zip"
+        return named
 
     def evaluate(self) -> dict[str, float]:
-        """Random, the same-budget real PPO and the dream PPO on held-out real levels (checked disjoint
-        from every level behind the world model and the agents); DIR/eval/NAME.json each."""
+        """Every policy on held-out real levels (checked disjoint from every level behind the world
+        models and the agents); DIR/eval/NAME.json each."""
         from genie_env.data.format import atomic_write_json
         from training.evaluate import EvaluateArgs
         from training.evaluate import run as evaluate
 
-        exclude = tuple(str(self.path(d)) for d in ("world_model", "agent_dream", "agent_real"))
-        policies = {
-            "random": "random",
-            "ppo_real_same_frames": str(self.path("agent_real") / "agent.zip"),
-            "ppo_dream": str(self.path("agent_dream") / "agent.zip"),
-        }
+        rounds = range(1, self.preset.rounds + 1)
+        exclude = tuple(str(self.path(d, k)) for k in rounds for d in ("world_model", "agent_dream"))
+        exclude += (str(self.path("agent_real")),)
         returns = {}
-        for name, agent in policies.items():
+        for name, agent in self.policies().items():
             gif = str(self.path("eval") / "ppo_dream_on_real.gif") if name == "ppo_dream" else None
             result = evaluate(EvaluateArgs(
-                agent, episodes=self.preset.eval_episodes, distribution_mode=self.args.distribution_mode,
+                str(agent), episodes=self.preset.eval_episodes, distribution_mode=self.args.distribution_mode,
                 seed=self.args.seed, exclude=exclude, name=name, gif=gif,
             ))  # fmt: skip
             atomic_write_json(self.path("eval") / f"{name}.json", result)
@@ -173,8 +222,7 @@ class Pipeline:
     def compare(self) -> dict[str, str]:
         from genie_env.evaluate.compare import compare_results, format_table, load_result
 
-        names = ("random", "ppo_real_same_frames", "ppo_dream")
-        results = [load_result(self.path("eval") / f"{n}.json") for n in names]
+        results = [load_result(self.path("eval") / f"{n}.json") for n in self.policies()]
         paths = compare_results(results, self.path("compare"))
         print(format_table(json.loads(paths["json"].read_text())["rows"]))
         return {k: str(v) for k, v in paths.items()}

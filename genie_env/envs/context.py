@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,27 +63,35 @@ class ContextSource:
         return path
 
     @classmethod
-    def from_dataset(cls, root: str | Path, context_frames: int = 1, reset_from: str = "start", split: str = "train",
-                     limit: int = 4096, seed: int = 0) -> ContextSource:  # fmt: skip
-        """Contexts of `context_frames` real frames from a frame dataset: at level starts
+    def from_dataset(cls, root: str | Path | Sequence[str | Path], context_frames: int = 1, reset_from: str = "start",
+                     split: str = "train", limit: int = 4096, seed: int = 0) -> ContextSource:  # fmt: skip
+        """Contexts of `context_frames` real frames from one frame dataset or several (`root` a list, e.g.
+        the original data and the data a later round's agent collected): at level starts
         (`reset_from="start"`) or anywhere inside episodes (`"any"`, as dream-RL methods do to cover
-        later parts of levels); at most `limit` of them, drawn with `seed`."""
+        later parts of levels); at most `limit` of them, drawn uniformly over all datasets with `seed`."""
         if reset_from not in RESET_FROM:
             raise ValueError(f"unknown reset_from {reset_from!r}: use one of {RESET_FROM}")
-        manifest = read_manifest(root, kind="frames")
+        roots = [root] if isinstance(root, (str, Path)) else list(root)
+        if not roots:
+            raise ValueError("no dataset directory given for the contexts")
+        shards = []  # the arrays of every shard of every dataset
         candidates = []  # (shard, first row) of every possible context
-        shards = [(info, load_shard(root, info)) for info in shard_infos(manifest, split)]
-        for s, (_, arrays) in enumerate(shards):
-            for a, b in zip(*episode_bounds(arrays["episode_ids"])):
-                if b - a < context_frames:
-                    continue
-                starts = [a] if reset_from == "start" else range(a, b - context_frames + 1)
-                candidates.extend((s, r) for r in starts)
+        for r in roots:
+            manifest = read_manifest(r, kind="frames")
+            for info in shard_infos(manifest, split):
+                arrays = load_shard(r, info)
+                for a, b in zip(*episode_bounds(arrays["episode_ids"])):
+                    if b - a < context_frames:
+                        continue
+                    starts = [a] if reset_from == "start" else range(a, b - context_frames + 1)
+                    candidates.extend((len(shards), row) for row in starts)
+                shards.append(arrays)
         if not candidates:
-            raise DatasetError(f"no {split} episode of {root} has {context_frames} frames")
+            where = ", ".join(map(str, roots))
+            raise DatasetError(f"no {split} episode of {where} has {context_frames} frames")
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(candidates), size=min(limit, len(candidates)), replace=False)
         chosen = [candidates[i] for i in pick]
-        frames = np.stack([shards[s][1]["frames"][r : r + context_frames] for s, r in chosen])
-        actions = np.stack([shards[s][1]["actions"][r : r + context_frames - 1] for s, r in chosen])
+        frames = np.stack([shards[s]["frames"][r : r + context_frames] for s, r in chosen])
+        actions = np.stack([shards[s]["actions"][r : r + context_frames - 1] for s, r in chosen])
         return cls(frames, actions)

@@ -42,6 +42,8 @@ def _resolve(world_model, device, precision: str, context, context_frames: int, 
         source = ContextSource.from_file(model_dir / "contexts.npz")
     elif isinstance(context, np.ndarray):
         source = ContextSource(context)
+    elif isinstance(context, (list, tuple)):  # several frame datasets (e.g. one per collection round)
+        source = ContextSource.from_dataset(list(context), context_frames, reset_from)
     elif Path(context).suffix == ".npz":
         source = ContextSource.from_file(context)
     else:
@@ -122,7 +124,7 @@ class GenieCoinRunEnv(gym.Env):
 
     Spaces, actions and rewards as in `ProcgenCoinRun-v0`: observation uint8 (64, 64, 3), `Discrete(15)`
     (`ACTION_MEANINGS`), reward 10 when the model predicts the coin. `reset(seed=s)` draws a real
-    context (from the contexts shipped with the model, a dataset directory, or an array) and seeds all
+    context (from the contexts shipped with the model, a dataset directory or a list of them, or an array) and seeds all
     sampling, so the same seed and actions give the same dream. An episode terminates when the model
     predicts it (`events="threshold"`: probability >= 0.5, or `"sample"`: a Bernoulli draw; `"expected"`
     thresholds the termination and rewards 10 x the coin probability, the expected reward) and is

@@ -213,8 +213,10 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
     "tiny": PipelinePreset(frames=1500, collect_envs=8, tokenizer="tiny", dynamics="tiny", agent_steps=512,
                            agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16, rounds=2,
                            round_frames=500, finetune_steps=10, finetune_lr=1e-3),
-    # the shipped model: 200k real frames, the cpu presets, 2 CPU cores
-    "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=400_000),
+    # the shipped model: 200k sticky-random real frames, the cpu presets, then a second round of 50k frames
+    # collected by the first dream agent; 2 CPU cores
+    "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=163_840,
+                          rounds=2, round_frames=50_000, finetune_steps=2_000, finetune_lr=3e-4),
     # one H100-class GPU: 1M real frames, the gpu presets
     "gpu": PipelinePreset(frames=1_000_000, collect_envs=64, tokenizer="gpu", dynamics="gpu",
                           agent_steps=5_000_000, device="cuda"),

@@ -37,8 +37,16 @@ class Rollout(NamedTuple):
     terminations: np.ndarray
 
 
+def _as_tensor(x) -> torch.Tensor:
+    """A tensor of `x` (shared with a writable numpy array; a read-only one, e.g. a memory-mapped shard, is copied)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
 def _frames_tensor(frames, what: str) -> torch.Tensor:
-    arr = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.asarray(frames))
+    arr = _as_tensor(frames)
     if arr.dtype != torch.uint8:
         raise TypeError(f"{what} must be uint8, got {arr.dtype}")
     if arr.ndim != 5 or tuple(arr.shape[2:]) != (64, 64, 3):
@@ -47,7 +55,7 @@ def _frames_tensor(frames, what: str) -> torch.Tensor:
 
 
 def _actions_tensor(actions, shape: tuple[int, ...], num_actions: int, what: str) -> torch.Tensor:
-    arr = actions if isinstance(actions, torch.Tensor) else torch.from_numpy(np.asarray(actions))
+    arr = _as_tensor(actions)
     if arr.is_floating_point() or arr.dtype == torch.bool:
         raise TypeError(f"{what} must be integers, got {arr.dtype}")
     if tuple(arr.shape) != shape:
@@ -103,7 +111,7 @@ class WorldModel:
     @torch.no_grad()
     def decode(self, tokens) -> np.ndarray:
         """tokens int64 (B, T, h, w) -> frames uint8 (B, T, 64, 64, 3) as numpy."""
-        tokens = tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.asarray(tokens))
+        tokens = _as_tensor(tokens)
         with self.autocast():
             return self.tokenizer.decode_uint8(tokens.to(self.device)).cpu().numpy()
 
@@ -122,7 +130,7 @@ class WorldModel:
         b, t = context.shape[:2]
         if t > self.context_frames:
             raise ValueError(f"context of {t} frames is longer than the model's window of {self.context_frames}")
-        acts = torch.as_tensor(np.asarray(actions)) if not isinstance(actions, torch.Tensor) else actions
+        acts = _as_tensor(actions)
         if acts.ndim != 2 or acts.shape[0] != b:
             raise ValueError(f"actions must have shape (B, H) with B = {b}, got {tuple(acts.shape)}")
         acts = _actions_tensor(acts, (b, acts.shape[1]), self.num_actions, "actions")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium
 import numpy as np
 import pytest
@@ -27,6 +29,12 @@ def test_world_model_api_shapes_and_validation(tiny_world_model):
     again = wm.rollout(frames, np.zeros((2, 5), np.int64), context_actions=np.ones((2, 2), np.int64), seed=0,
                        steps=2, temperature=1.0)  # fmt: skip
     assert np.array_equal(out.frames, again.frames)
+    read_only = frames.copy()  # e.g. frames memory-mapped from a shard: used without a warning, left untouched
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wm.rollout(read_only, np.zeros((2, 2), np.int64), context_actions=np.ones((2, 2), np.int64))
+        wm.decode(np.zeros((1, 1, 4, 4), np.int64))
     with pytest.raises(ValueError, match="action 15 out of range"):
         wm.rollout(frames, np.full((2, 5), 15))
     with pytest.raises(TypeError, match="uint8"):

@@ -124,3 +124,11 @@ def test_agent_configs_written_with_a_single_context_path_still_resume(tiny_worl
     (tmp_path / "run" / "config.json").write_text(json.dumps(record))
     train_agent(dataclasses.replace(cfg, steps=256), tmp_path / "run", resume=True, progress=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["steps_done"] == 256
+
+
+def test_pipeline_presets_need_at_least_one_round():
+    from genie_env.presets import PipelinePreset, pipeline_preset
+
+    assert pipeline_preset("cpu").rounds == 2 and pipeline_preset("tiny").rounds == 2
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        PipelinePreset(frames=10, collect_envs=1, tokenizer="tiny", dynamics="tiny", agent_steps=8, rounds=0)

@@ -5,7 +5,7 @@
      round's data → package → retrain PPO in the new dream] →
     PPO on the real game with the same real frames (every round's) → evaluate on held-out real levels → compare
 
-`--preset cpu` reproduces the shipped model (2 CPU cores, about 3 hours); `--preset tiny` runs every
+`--preset cpu` reproduces the shipped model (2 CPU cores, about 4.5 hours for both rounds); `--preset tiny` runs every
 stage for real at budgets that finish in minutes (its models need not transfer). Finished stages are
 recorded in DIR/pipeline.json and skipped when the command runs again; an interrupted training stage
 resumes from its last checkpoint.

@@ -104,7 +104,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
         acts = torch.zeros(len(group), length, dtype=torch.long)
         for j, e in enumerate(group):
             toks[j, : len(e["actions"])] = torch.from_numpy(e["tokens"].astype(np.int64)).flatten(1)
-            acts[j, : len(e["actions"])] = torch.from_numpy(e["actions"])
+            acts[j, : len(e["actions"])] = torch.from_numpy(np.array(e["actions"], np.int64))
         cache = model.new_cache(len(group))
         probs = []
         for t in range(length):

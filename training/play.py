@@ -92,7 +92,7 @@ def play(args: PlayArgs) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    pygame.init()
+    pygame.display.init()  # the window and keyboard only: no audio device needed
     session = Session(args)
     side_by_side, shown = args.side_by_side, 0
     clock = pygame.time.Clock()

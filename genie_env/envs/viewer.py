@@ -14,7 +14,7 @@ class FrameWindow:
         except ImportError as e:  # pragma: no cover - pygame is a dependency
             raise RuntimeError("render_mode='human' needs pygame: pip install pygame") from e
         self._pg = pygame
-        pygame.init()
+        pygame.display.init()  # the window only: no audio device needed
         self._scale = scale
         self._fps = fps
         self._title = title

@@ -172,6 +172,23 @@ def test_expected_events_reward_the_coin_probability(tiny_world_model):
         GenieCoinRunEnv(str(tiny_world_model), events="mean")
 
 
+@pytest.mark.parametrize("events", ["threshold", "sample", "expected"])
+def test_a_dreamed_coin_ends_the_episode_in_every_events_mode(tiny_world_model, events, monkeypatch):
+    env = GenieCoinRunEnv(str(tiny_world_model), events=events)
+    env.reset(seed=0)
+    dynamics = env.dream.wm.dynamics
+    step = dynamics.step
+
+    def sure_coin_no_termination(*args, **kwargs):
+        out = step(*args, **kwargs)
+        return out._replace(reward_prob=torch.ones_like(out.reward_prob),
+                            termination_prob=torch.zeros_like(out.termination_prob))  # fmt: skip
+
+    monkeypatch.setattr(dynamics, "step", sure_coin_no_termination)
+    _, reward, terminated, truncated, _ = env.step(7)
+    assert reward == 10.0 and terminated and not truncated  # as in CoinRun: no second coin in one episode
+
+
 def test_context_file_round_trips_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     from genie_env.data.format import DatasetError
     from genie_env.envs.context import ContextSource

@@ -107,6 +107,7 @@ class DreamBatch:
             coin, terminated = draws[:, 0] < coin_p, draws[:, 1] < term_p
         else:
             coin, terminated = coin_p >= 0.5, term_p >= 0.5
+        terminated = terminated | coin  # CoinRun ends when the coin is reached, whatever the termination head says
         # "expected": the model's expected reward (what world-model agents such as DreamerV3 learn from),
         # a signal wherever the coin is likely, not only where the model is sure of it
         rewards = COIN_REWARD * (coin_p if self.events == "expected" else coin)
@@ -124,10 +125,11 @@ class GenieCoinRunEnv(gym.Env):
 
     Spaces, actions and rewards as in `ProcgenCoinRun-v0`: observation uint8 (64, 64, 3), `Discrete(15)`
     (`ACTION_MEANINGS`), reward 10 when the model predicts the coin. `reset(seed=s)` draws a real
-    context (from the contexts shipped with the model, a dataset directory or a list of them, or an array) and seeds all
+    context (from the shipped contexts, a dataset directory or a list of them, or an array) and seeds all
     sampling, so the same seed and actions give the same dream. An episode terminates when the model
-    predicts it (`events="threshold"`: probability >= 0.5, or `"sample"`: a Bernoulli draw; `"expected"`
-    thresholds the termination and rewards 10 x the coin probability, the expected reward) and is
+    predicts termination or the coin, as CoinRun ends on the coin (`events="threshold"`: probability
+    >= 0.5, or `"sample"`: a Bernoulli draw; `"expected"` thresholds both and rewards 10 x the coin
+    probability, the expected reward) and is
     truncated after `max_episode_steps` (1000 as in CoinRun; short imagined horizons such as 15-20
     make dream-RL bootstrap the value instead). Info: `termination_prob`, `reward_prob`, `dream_step`.
 

@@ -89,7 +89,7 @@ def init_weights(model: DynamicsModel, path: str, tokenizer: dict, load: bool = 
     if diff:
         raise CheckpointError(f"--init-from {path}: its architecture differs from --model's in {', '.join(diff)}")
     trained_with = meta.get("tokenizer", {}).get("sha256")
-    if trained_with != tokenizer["sha256"] and trained_with != tokenizer.get("source_sha256"):
+    if trained_with != tokenizer["sha256"]:
         raise CheckpointError(f"--init-from {path} was trained on tokens of another tokenizer than --tokens")
     if load:
         load_weights(model, ckpt)

@@ -108,12 +108,9 @@ class AgentConfig:
     """stop training after this many minutes and save the agent as it is (0 = no limit)"""
 
     def __post_init__(self) -> None:
-        if isinstance(self.context, str):  # one path, as configs written before several were allowed
-            object.__setattr__(self, "context", (self.context,))
-        elif self.context is None:
-            object.__setattr__(self, "context", ())
-        else:
-            object.__setattr__(self, "context", tuple(self.context))
+        # one path (as configs were written before several were allowed), None or a list: a tuple of paths
+        context = (self.context,) if isinstance(self.context, str) else tuple(self.context or ())
+        object.__setattr__(self, "context", context)
         if self.env not in ENVS:
             raise ValueError(f"unknown env {self.env!r}: use one of {ENVS} (--env)")
         if self.features not in FEATURES:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genie_env.evaluate.dynamics import _auc, rollout_tokens
-from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, sample_mask
+from genie_env.evaluate.dynamics import _auc, _episodes, dreamed_event_probabilities, rollout_tokens
+from genie_env.models import load_dynamics
+from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective, sample_mask
 from genie_env.models.st_transformer import STConfig, STTransformer
 
 TINY = DynamicsConfig(codebook_size=16, grid=2, dim=32, depth=2, heads=2, context_frames=6)
@@ -172,3 +173,56 @@ def test_kv_cache_rows_reset_independently():
     outs = torch.cat(outs, 1)
     assert torch.allclose(outs[1:2, 4:], restarted, atol=1e-5)
     assert torch.allclose(outs[0:1], untouched, atol=1e-5)
+
+
+def test_dreamed_inputs_keep_each_rows_real_prefix_and_then_follow_the_models_greedy_predictions():
+    m = model()
+    tokens, actions = data(b=3, t=6)
+    real = torch.tensor([1, 3, 6])
+    prev = m.dreamed_prev(tokens, actions, real)
+    with torch.no_grad():  # slot t's greedy prediction from the (partly dreamed) frames up to t, no cache
+        greedy = m(prev, torch.full_like(prev, TINY.mask_id), actions).logits.argmax(-1)
+    for b, r in enumerate(real.tolist()):
+        assert torch.equal(prev[b, :r], tokens[b, :r])
+        assert torch.equal(prev[b, r:], greedy[b, r - 1 : -1])
+    assert not torch.equal(prev[0], tokens[0])  # random tokens are not what the model predicts
+    assert torch.equal(m.dreamed_prev(tokens, actions, torch.full((3,), 6)), tokens)
+
+
+def test_self_forcing_objective_backpropagates_through_dreamed_windows_and_checks_its_probability():
+    m = model().train()
+    tokens, actions = data(b=4, t=6)
+    batch = {"tokens": tokens.view(4, 6, 2, 2), "actions": actions, "rewards": torch.zeros(4, 6),
+             "terminations": torch.zeros(4, 6, dtype=torch.bool)}  # fmt: skip
+    torch.manual_seed(0)
+    result = DynamicsObjective(m, self_forcing=1.0)(batch)
+    assert 0 < float(result.metrics["dreamed_fraction"]) < 1
+    result.loss.backward()
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert "dreamed_fraction" not in DynamicsObjective(m)(batch).metrics
+    with pytest.raises(ValueError, match="self_forcing is a probability"):
+        DynamicsObjective(m, self_forcing=1.5)
+
+
+def test_dreamed_events_score_each_episodes_last_transition_and_one_earlier_after_dreaming(tiny_world_model):
+    tokens, run = tiny_world_model.parent / "tokens", tiny_world_model.parent / "dyn_run"
+    m = load_dynamics(run)
+    scored = [e for e in _episodes(tokens, "val") if len(e["actions"]) >= 2 + 2 + 1]  # context + lead + 1
+    coin, term, labels = dreamed_event_probabilities(m, tokens, lead=2, context=2)
+    assert len(labels) == len(coin) == len(term) == 2 * len(scored) > 0
+    assert labels[::2, 1].tolist() == [bool(e["terminations"][-1]) for e in scored]  # the last transitions
+    assert not labels[1::2].any()  # an earlier transition never ends the episode
+    assert ((0 < coin) & (coin < 1)).all() and ((0 < term) & (term < 1)).all()
+    # what the scored frame was differs with the lead: 0 dreamed frames score the real frame's events
+    first = next(e for e in _episodes(tokens, "val") if len(e["actions"]) >= 2 + 0 + 1)
+    t = len(first["actions"]) - 1
+    real = torch.from_numpy(first["tokens"][t - 1 : t + 1].astype("int64")).flatten(1)[None]
+    act = torch.from_numpy(first["actions"][t - 1 : t + 1].astype("int64"))[None]
+    cache = m.new_cache(1)
+    m.observe(cache, real[:, 0], act[:, 0])
+    direct = m.step(cache, real[:, 1], act[:, 1])
+    at_lead0 = dreamed_event_probabilities(m, tokens, lead=0, context=2)[1]
+    assert at_lead0[0] == pytest.approx(float(direct.termination_prob[0]), abs=1e-6)
+    with pytest.raises(ValueError, match="for a lead of 500 frames"):
+        dreamed_event_probabilities(m, tokens, lead=500)

@@ -66,6 +66,22 @@ def test_dynamics_trains_on_both_rounds_and_fine_tunes_from_the_first(tiny_world
     assert json.loads((r / "dyn2" / "latest.json").read_text())["step"] == 4
 
 
+def test_self_forcing_fine_tune_is_recorded_and_resumes_only_with_the_same_probability(
+    tiny_world_model, second_round, tmp_path
+):
+    tokens = (str(second_round / "tokens1"),)
+    first = str(tiny_world_model.parent / "dyn_run")
+    run = tmp_path / "sf"
+    train_dynamics.run(_args(tokens, run, init_from=first, self_forcing=0.5))
+    assert read_config(run / "checkpoints" / "step_0000004", kind="dynamics")["self_forcing"] == 0.5
+    shutil.rmtree(run / "checkpoints" / "step_0000004")  # killed after step 2
+    (run / "latest.json").write_text(json.dumps({"step": 2, "path": "checkpoints/step_0000002"}))
+    with pytest.raises(CheckpointError, match="self_forcing"):
+        train_dynamics.run(_args(tokens, run, init_from=first, resume=True))
+    train_dynamics.run(_args(tokens, run, init_from=first, self_forcing=0.5, resume=True))
+    assert json.loads((run / "latest.json").read_text())["step"] == 4
+
+
 def test_fine_tuning_refuses_another_architecture_or_tokenizer(tiny_world_model, second_round, tmp_path):
     r = second_round
     first = str(tiny_world_model.parent / "dyn_run")

@@ -88,9 +88,11 @@ def test_dynamics_clis_smoke(tiny_dataset, tiny_tokenizer_run, tmp_path):
     out = json.loads(genie("train-dynamics", "--preset", "tiny", "--tokens", str(tokens), "--out", str(run)).stdout)
     assert "dynamics/mask_ce" in out and "dynamics/termination_bce" in out
     ev = json.loads(genie("eval-dynamics", "--dynamics", str(run), "--tokens", str(tokens), "--windows", "4",
-                          "--context", "2", "--horizon", "4", "--out-dir", str(tmp_path / "ev")).stdout)  # fmt: skip
+                          "--context", "2", "--horizon", "4", "--dreamed-leads", "1", "3",
+                          "--out-dir", str(tmp_path / "ev")).stdout)  # fmt: skip
     assert set(ev["psnr"]) == {"1", "4"} and set(ev["copy_last_frame_psnr"]) == {"1", "4"}
     assert "auc" in ev["termination"] and (tmp_path / "ev" / "rollout.gif").exists()
+    assert set(ev["dreamed_events"]) == {"1", "3"} and "auc" in ev["dreamed_events"]["3"]["reward"]
     assert (tmp_path / "ev" / "psnr_vs_horizon.png").exists()
     bad = genie("eval-dynamics", "--dynamics", str(run), "--tokens", str(tokens), "--context", "9", check=False)
     assert bad.returncode == 1 and "longer than the model's window" in bad.stderr

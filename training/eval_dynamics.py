@@ -2,7 +2,8 @@
 
 Conditions on C real frames, rolls out H frames with the real actions, decodes and compares with the
 real frames: PSNR (from the mean MSE) and SSIM at horizons 1, 4, 8, 16 beside the copy-last-frame
-baseline; ΔtPSNR against random actions at t = 4, 8; reward and termination precision, recall, AUC.
+baseline; ΔtPSNR against random actions at t = 4, 8; reward and termination precision, recall, AUC,
+on transitions from real frames and on transitions reached after dreaming 4 and 8 frames (`dreamed_events`).
 Writes eval_dynamics.json, rollout.gif (real | dream | difference) and psnr_vs_horizon.png.
 """
 
@@ -46,6 +47,8 @@ class EvalDynamicsArgs:
     """sampling temperature (0 = most likely token)"""
     seed: int = 0
     """seed of sampling and of the random-action rollouts"""
+    dreamed_leads: tuple[int, ...] = (4, 8)
+    """also classify events after dreaming this many frames from the real context (what a dream agent meets)"""
     out_dir: str = "outputs/eval_dynamics"
     """where eval_dynamics.json, rollout.gif and psnr_vs_horizon.png go"""
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         result = evaluate_dynamics(
             load_dynamics(dyn_path), load_tokenizer(tokenizer_path), args.tokens,
             args.data or manifest["source"]["path"], args.context, args.horizon, args.windows, args.steps,
-            args.temperature, args.seed, out_dir=args.out_dir,
+            args.temperature, args.seed, out_dir=args.out_dir, dreamed_leads=args.dreamed_leads,
         )  # fmt: skip
     except (DatasetError, CheckpointError, ValueError) as e:
         fail(str(e))

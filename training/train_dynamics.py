@@ -43,6 +43,10 @@ class TrainDynamicsArgs:
     """optimisation"""
     oversample_events: int = 8
     """windows holding a reward or termination appear this many times per epoch"""
+    self_forcing: float = 0.0
+    """probability that a window trains on its own dream: after a real prefix of 1..W-1 frames its
+    previous-frame inputs are the model's greedy generations, scored against the real frames and events
+    (0 = teacher forcing only). Use it to fine-tune a trained model so dreamed approaches still end in coins"""
     init_from: str | None = None
     """start from this dynamics checkpoint or run's weights (a fine-tuning round), with a fresh optimizer
     and schedule; its architecture must equal --model's and its tokenizer the tokens'"""
@@ -106,11 +110,12 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     seed_everything(args.train.seed)
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
     model = DynamicsModel(model_cfg)
-    extra = {"tokenizer": manifest["tokenizer"], "oversample_events": args.oversample_events, "preset": args.preset}
+    extra = {"tokenizer": manifest["tokenizer"], "oversample_events": args.oversample_events, "preset": args.preset,
+             "self_forcing": args.self_forcing}  # fmt: skip
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint
         extra["init_from"] = init_weights(model, args.init_from, manifest["tokenizer"], load=not args.resume)
     trainer = Trainer(
-        DynamicsObjective(model), dataset, args.train, args.out, kind="dynamics",
+        DynamicsObjective(model, args.self_forcing), dataset, args.train, args.out, kind="dynamics",
         model_config=model_cfg, resume=args.resume, extra_config=extra,
     )  # fmt: skip
     return trainer.fit()

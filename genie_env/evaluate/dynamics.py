@@ -1,6 +1,6 @@
 """Dynamics evaluation on held-out levels: rollouts from real context with the real actions, decoded
 and compared with the real frames, beside the copy-last-frame baseline; controllability (ΔtPSNR);
-reward and termination classification."""
+reward and termination classification, from real frames and after dreamed ones."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from genie_env.models.tokenizer import Tokenizer
 from genie_env.viz import save_gif
 
 HORIZONS = (1, 4, 8, 16)
+DREAMED_LEADS = (4, 8)  # dreamed frames before the transitions whose events `dreamed_events` scores
 
 
 @torch.no_grad()
@@ -85,17 +86,23 @@ def _classification(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
-def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
-                        progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Coin and termination probabilities for every transition of every episode of `split`, generated
-    as in a dream (real frames in, next frame masked, KV cache); returns (coin_p, term_p, labels (N, 2))."""
+def _episodes(tokens_root: str | Path, split: str) -> list[dict[str, np.ndarray]]:
+    """Every episode of a token dataset's split: tokens, actions, rewards, terminations."""
     manifest = read_manifest(tokens_root, kind="tokens")
     episodes = []
     for info in shard_infos(manifest, split):
         arrays = load_shard(tokens_root, info, schema_of(manifest))
         for a, b in zip(*episode_bounds(arrays["episode_ids"])):
             episodes.append({k: np.asarray(arrays[k][a:b]) for k in ("tokens", "actions", "rewards", "terminations")})
+    return episodes
+
+
+@torch.no_grad()
+def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
+                        progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Coin and termination probabilities for every transition of every episode of `split`, generated
+    as in a dream (real frames in, next frame masked, KV cache); returns (coin_p, term_p, labels (N, 2))."""
+    episodes = _episodes(tokens_root, split)
     coin, term, labels = [], [], []
     for i in tqdm(range(0, len(episodes), batch), desc="events", unit="batch", disable=not progress):
         group = episodes[i : i + batch]
@@ -121,16 +128,62 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
 
 
 @torch.no_grad()
+def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, lead: int, context: int = 4,
+                                split: str = "val", seed: int = 0,
+                                batch: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Coin and termination probabilities of transitions the model reaches by dreaming, as a dream-trained
+    agent meets them: the frame the action is taken on is the `lead`-th frame dreamed (with the real
+    actions) after `context` real frames. Scored: every episode's last transition (where CoinRun's coins
+    and deaths are) and one earlier transition per episode drawn with `seed`; episodes too short for
+    `context + lead` frames are skipped. Returns (coin_p, term_p, labels (N, 2)) like `event_probabilities`."""
+    rng = np.random.default_rng(seed)
+    span = context + lead  # frames from the first context frame to the scored transition's frame
+    windows = []
+    for e in _episodes(tokens_root, split):
+        n = len(e["actions"])
+        if n < span + 1:  # + 1: the drawn earlier transition must differ from the last
+            continue
+        for t in (n - 1, int(rng.integers(span - 1, n - 1))):
+            window = slice(t - span + 1, t + 1)
+            labels = (e["rewards"][t] > 0, bool(e["terminations"][t]))
+            windows.append((e["tokens"][window].reshape(span, -1), e["actions"][window], labels))
+    if not windows:
+        raise ValueError(
+            f"no {split} episode of {tokens_root} has {span + 1} steps for a lead of {lead} frames: lower the lead"
+        )
+    coin, term = [], []
+    for i in range(0, len(windows), batch):
+        group = windows[i : i + batch]
+        tokens = torch.from_numpy(np.stack([w[0] for w in group]).astype(np.int64))
+        actions = torch.from_numpy(np.stack([w[1] for w in group]).astype(np.int64))
+        cache = model.new_cache(len(group))
+        for c in range(context - 1):
+            model.observe(cache, tokens[:, c], actions[:, c])
+        prev = tokens[:, context - 1]
+        for h in range(context - 1, span):  # lead dreamed frames, then the scored transition
+            out = model.step(cache, prev, actions[:, h])
+            prev = out.tokens
+        coin.append(out.reward_prob.float().numpy())
+        term.append(out.termination_prob.float().numpy())
+    labels = np.array([w[2] for w in windows], bool)
+    return np.concatenate(coin), np.concatenate(term), labels
+
+
+@torch.no_grad()
 def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: str | Path, frames_root: str | Path,
                       context: int = 4, horizon: int = 16, windows: int = 64, steps: int = 1, temperature: float = 0.0,
                       seed: int = 0, batch: int = 16, out_dir: str | Path | None = None,
+                      dreamed_leads: tuple[int, ...] = DREAMED_LEADS,
                       progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Roll out `windows` held-out windows and measure them (see the module docstring).
 
     PSNR at each horizon is computed from the MSE over all windows at that horizon, in [0, 1]; the
     copy-last-frame baseline and the tokenizer's own reconstruction of the real frames (an upper
-    bound for any dynamics model) are measured on the same frames. Writes eval_dynamics.json, a GIF
-    (real | dream | difference) and a PSNR-vs-horizon plot to `out_dir` when given.
+    bound for any dynamics model) are measured on the same frames. Events are classified twice: on
+    every transition from real frames ("reward", "termination") and after `dreamed_leads` dreamed
+    frames ("dreamed_events", see `dreamed_event_probabilities`), which is what a dream agent meets.
+    Writes eval_dynamics.json, a GIF (real | dream | difference) and a PSNR-vs-horizon plot to `out_dir`
+    when given.
     """
     tokens_manifest = read_manifest(tokens_root, kind="tokens")
     if read_manifest(frames_root, kind="frames")["counts"] != tokens_manifest["source"]["counts"]:
@@ -180,7 +233,12 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
         "beats_copy_baseline": {h: psnr["dream"][h] > psnr["copy"][h] for h in horizons},
         "reward": _classification(coin_p, labels[:, 0]),
         "termination": _classification(term_p, labels[:, 1]),
+        "dreamed_events": {},
     }
+    for lead in dreamed_leads:
+        coin_p, term_p, labels = dreamed_event_probabilities(model, tokens_root, lead, context, seed=seed)
+        result["dreamed_events"][lead] = {"reward": _classification(coin_p, labels[:, 0]),
+                                          "termination": _classification(term_p, labels[:, 1])}  # fmt: skip
     if out_dir is not None:
         out = Path(out_dir)
         real_f, dream_f = gif

@@ -14,6 +14,12 @@ frame masked at a ratio drawn from U(0.5, 1) per sample. Sampling: a slot sees t
 pass goes into the KV cache. Ratio 1 is inside the training range, so sampling never shows the model
 an input unlike its training inputs, and later frames reach a slot through its previous-frame channel
 and causal temporal attention over earlier slots.
+
+Self-forcing. Teacher forcing only ever shows the model real previous frames, but a dream feeds it
+its own. With `DynamicsObjective(model, self_forcing=p)`, a fraction p of the windows keeps a real
+prefix and sees the model's greedy generations after it (`dreamed_prev`); their frames and events
+are still scored against what really happened, so the event heads learn to recognise a coin the
+model reached by dreaming rather than only one shown in a real frame.
 """
 
 from __future__ import annotations
@@ -162,14 +168,16 @@ class DynamicsModel(nn.Module):
         return DynamicsOutput(self.head(frame).float(), events)
 
     # ------------------------------------------------------------------------- training
-    def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-             terminations: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminations: torch.Tensor,
+             prev: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         """Training loss on windows: tokens int64 (B, W, h, w), actions int64 (B, W), rewards float (B, W),
-        terminations bool (B, W). Returns the total loss and each term."""
+        terminations bool (B, W). `prev` int64 (B, W, S), the frames each slot sees as its previous frame,
+        defaults to the real ones (teacher forcing; see `dreamed_prev` for the alternative).
+        Returns the total loss and each term."""
         cfg = self.cfg
         b, w = tokens.shape[:2]
         z = tokens.reshape(b, w, cfg.tokens)
-        prev = z
+        prev = z if prev is None else prev
         target = torch.cat([z[:, 1:], torch.zeros_like(z[:, :1])], dim=1)  # slot s predicts z_{s+1}... shifted
         masked = sample_mask(b, w, cfg.tokens, cfg.mask_min, cfg.mask_max, z.device)
         masked[:, -1] = True  # the frame after the window is unknown
@@ -193,6 +201,27 @@ class DynamicsModel(nn.Module):
             "reward_bce": reward_loss.detach(),
             "termination_bce": term_loss.detach(),
         }
+
+    @torch.no_grad()
+    def dreamed_prev(self, tokens: torch.Tensor, actions: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+        """The previous-frame inputs of a window as a dream would show them: row b keeps its first
+        `real_frames[b]` frames real and replaces every later one with the model's own greedy one-step
+        generation (K = 1, as the dream env samples), each made from the frames before it.
+        tokens int64 (B, W, h, w), actions int64 (B, W), real_frames int64 (B,) in 1..W -> int64 (B, W, S).
+
+        Training on these ("self-forcing") scores the frames and events that follow a dreamed
+        approach against what really happened, so the event heads learn to fire on dreamed frames."""
+        b, w = tokens.shape[:2]
+        z = tokens.reshape(b, w, self.cfg.tokens)
+        dreamed = torch.arange(w, device=z.device)[None] >= real_frames.to(z.device)[:, None]  # (B, W)
+        if not bool(dreamed.any()):
+            return z
+        prev = z.clone()
+        cache = self.new_cache(b)
+        for t in range(w - 1):
+            generated = self.step(cache, prev[:, t], actions[:, t]).tokens
+            prev[:, t + 1] = torch.where(dreamed[:, t + 1, None], generated, z[:, t + 1])
+        return prev
 
     # ------------------------------------------------------------------------- sampling
     def new_cache(self, batch: int) -> KVCache:
@@ -255,14 +284,27 @@ class DynamicsModel(nn.Module):
 
 
 class DynamicsObjective(nn.Module):
-    """Training objective for the shared trainer: a window batch of token shards -> StepResult."""
+    """Training objective for the shared trainer: a window batch of token shards -> StepResult.
 
-    def __init__(self, model: DynamicsModel) -> None:
+    With `self_forcing` p > 0, each window is, with probability p, trained on its own dream: a real
+    prefix of 1..W-1 frames (uniform) and the model's greedy generations after it (`dreamed_prev`)."""
+
+    def __init__(self, model: DynamicsModel, self_forcing: float = 0.0) -> None:
         super().__init__()
-        self.model = model
+        if not 0.0 <= self_forcing <= 1.0:
+            raise ValueError(f"self_forcing is a probability in [0, 1], got {self_forcing}")
+        self.model, self.self_forcing = model, self_forcing
 
     def forward(self, batch: dict[str, torch.Tensor]):
         from genie_env.trainer import StepResult
 
-        loss, metrics = self.model.loss(batch["tokens"], batch["actions"], batch["rewards"], batch["terminations"])
-        return StepResult(loss, metrics)
+        tokens, actions = batch["tokens"], batch["actions"]
+        prev, metrics = None, {}
+        if self.self_forcing > 0:
+            b, w = tokens.shape[:2]
+            real = torch.randint(1, w, (b,))
+            real = torch.where(torch.rand(b) < self.self_forcing, real, torch.full_like(real, w))
+            prev = self.model.dreamed_prev(tokens, actions, real)
+            metrics["dreamed_fraction"] = (w - real).float().mean() / w
+        loss, terms = self.model.loss(tokens, actions, batch["rewards"], batch["terminations"], prev=prev)
+        return StepResult(loss, {**terms, **metrics})

@@ -201,6 +201,13 @@ class PipelinePreset:
     """peak learning rate of the fine-tuning rounds"""
     finetune_oversample_events: int = 4
     """event-window oversampling in fine-tuning (the agent's data holds far more coins and ends)"""
+    self_forcing_steps: int = 0
+    """after each fine-tuning round, this many more steps with self-forcing (windows trained on the model's
+    own dreams, so dreamed approaches end in coins); 0 = none"""
+    self_forcing: float = 0.75
+    """fraction of the windows dreamed in those steps"""
+    self_forcing_oversample_events: int = 48
+    """event-window oversampling in those steps: about one window in ten then ends in a coin"""
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -212,11 +219,12 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
     # (two rounds, so the second round's collection by the agent and fine-tuning run too)
     "tiny": PipelinePreset(frames=1500, collect_envs=8, tokenizer="tiny", dynamics="tiny", agent_steps=512,
                            agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16, rounds=2,
-                           round_frames=500, finetune_steps=10, finetune_lr=1e-3),
+                           round_frames=500, finetune_steps=10, finetune_lr=1e-3, self_forcing_steps=4),
     # the shipped model: 200k sticky-random real frames, the cpu presets, then a second round of 50k frames
-    # collected by the first dream agent; 2 CPU cores
+    # collected by the first dream agent, fine-tuned teacher-forced and then with self-forcing; 2 CPU cores
     "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=163_840,
-                          rounds=2, round_frames=50_000, finetune_steps=2_000, finetune_lr=3e-4),
+                          rounds=2, round_frames=50_000, finetune_steps=2_000, finetune_lr=3e-4,
+                          self_forcing_steps=1_500),
     # one H100-class GPU: 1M real frames, the gpu presets
     "gpu": PipelinePreset(frames=1_000_000, collect_envs=64, tokenizer="gpu", dynamics="gpu",
                           agent_steps=5_000_000, device="cuda"),

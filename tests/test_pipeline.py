@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from genie_env.checkpoint import read_config
+from genie_env.models import resolve_checkpoint
 from training import demo, pipeline
 
 
@@ -15,7 +17,7 @@ def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, 
     record = json.loads((out / "pipeline.json").read_text())
     assert list(record["stages"]) == [
         "collect", "train_tokenizer", "tokenize", "train_dynamics", "package", "agent_dream",
-        "collect_r2", "tokenize_r2", "train_dynamics_r2", "package_r2", "agent_dream_r2",
+        "collect_r2", "tokenize_r2", "train_dynamics_r2", "self_forcing_r2", "package_r2", "agent_dream_r2",
         "agent_real", "evaluate", "compare",
     ]  # fmt: skip
     rows = json.loads((out / "compare" / "compare.json").read_text())["rows"]
@@ -24,8 +26,11 @@ def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, 
     # round 2 was collected by round 1's dream agent and fine-tuned from round 1's dynamics
     manifest2 = json.loads((out / "data_r2" / "manifest.json").read_text())
     assert manifest2["collect"]["policy"] == f"sb3:{out / 'agent_dream' / 'agent.zip'}"
+    # then went on with self-forcing from that fine-tune, and round 2's world model is the self-forced one
     dyn2 = json.loads((out / "world_model_r2" / "dynamics" / "config.json").read_text())
-    assert dyn2["init_from"].startswith(str(out / "dynamics"))
+    assert dyn2["self_forcing"] == 0.75 and dyn2["init_from"].startswith(str(out / "dynamics_r2" / "checkpoints"))
+    finetune = read_config(resolve_checkpoint(out / "dynamics_r2"), kind="dynamics")
+    assert finetune["self_forcing"] == 0.0 and finetune["init_from"].startswith(str(out / "dynamics" / "checkpoints"))
     # the same-budget real agent spent as many real frames as the final world model was trained on, both
     # rounds (rounded up to whole rollouts); the dream agents spent none beyond them
     frames = record["stages"]["collect"]["result"]["frames"] + record["stages"]["collect_r2"]["result"]["frames"]

@@ -2,10 +2,10 @@
 
     collect → train tokenizer → tokenize → train dynamics → package world model → PPO in the dream →
     [each further round: collect with the dream agent → tokenize → fine-tune the dynamics on every
-     round's data → package → retrain PPO in the new dream] →
+     round's data (then, if the preset says so, with self-forcing) → package → retrain PPO in the new dream] →
     PPO on the real game with the same real frames (every round's) → evaluate on held-out real levels → compare
 
-`--preset cpu` reproduces the shipped model (2 CPU cores, about 4.5 hours for both rounds); `--preset tiny` runs every
+`--preset cpu` reproduces the shipped model (2 CPU cores, about 5.2 hours for both rounds); `--preset tiny` runs every
 stage for real at budgets that finish in minutes (its models need not transfer). Finished stages are
 recorded in DIR/pipeline.json and skipped when the command runs again; an interrupted training stage
 resumes from its last checkpoint.
@@ -96,6 +96,8 @@ class Pipeline:
             self.stage(f"collect_r{k}", partial(self.collect, k))
             self.stage(f"tokenize_r{k}", partial(self.tokenize, k))
             self.stage(f"train_dynamics_r{k}", partial(self.fine_tune, k))
+            if p.self_forcing_steps:
+                self.stage(f"self_forcing_r{k}", partial(self.fine_tune, k, self_forcing=True))
             self.stage(f"package_r{k}", partial(self.package, k))
             self.stage(f"agent_dream_r{k}", partial(self.agent_dream, k))
         self.stage("agent_real", self.agent_real)
@@ -128,20 +130,30 @@ class Pipeline:
         args = dataclasses.replace(defaults, out=str(out), train=train, resume=(out / "latest.json").exists(), **source)
         return module.run(args)
 
-    def fine_tune(self, round: int) -> dict[str, float]:
-        """Fine-tune the previous round's dynamics on the tokens of every round so far."""
+    def dynamics(self, round: int) -> Path:
+        """The dynamics run round `round` ends with (its self-forcing run when the preset has one)."""
+        sf = round > 1 and self.preset.self_forcing_steps
+        return self.path("dynamics_self_forcing" if sf else "dynamics", round)
+
+    def fine_tune(self, round: int, self_forcing: bool = False) -> dict[str, float]:
+        """Fine-tune the previous round's dynamics on the tokens of every round so far; with `self_forcing`,
+        go on from this round's fine-tune with self-forcing (the preset's `self_forcing_*` settings)."""
         from training import train_dynamics
 
-        p, out = self.preset, self.path("dynamics", round)
+        p = self.preset
+        out = self.path("dynamics_self_forcing" if self_forcing else "dynamics", round)
+        start = self.path("dynamics", round) if self_forcing else self.dynamics(round - 1)
+        steps = p.self_forcing_steps if self_forcing else p.finetune_steps
         defaults = train_dynamics.default_args(p.dynamics)
         train = dataclasses.replace(
-            defaults.train, seed=self.args.seed + round - 1, steps=p.finetune_steps, lr=p.finetune_lr,
-            warmup_steps=max(1, p.finetune_steps // 20), checkpoint_every=max(1, p.finetune_steps // 8),
+            defaults.train, seed=self.args.seed + round - 1 + self_forcing, steps=steps, lr=p.finetune_lr,
+            warmup_steps=max(1, steps // 20), checkpoint_every=max(1, steps // 8),
         )  # fmt: skip
         args = dataclasses.replace(
             defaults, tokens=tuple(str(self.path("tokens", k)) for k in range(1, round + 1)), out=str(out),
-            train=train, init_from=str(self.path("dynamics", round - 1)),
-            oversample_events=p.finetune_oversample_events, resume=(out / "latest.json").exists(),
+            train=train, init_from=str(start), resume=(out / "latest.json").exists(),
+            oversample_events=p.self_forcing_oversample_events if self_forcing else p.finetune_oversample_events,
+            self_forcing=p.self_forcing if self_forcing else 0.0,
         )  # fmt: skip
         return train_dynamics.run(args)
 
@@ -156,7 +168,7 @@ class Pipeline:
         from genie_env.world_model import package_world_model
 
         data = [self.path("data", k) for k in range(1, round + 1)]
-        out = package_world_model(self.path("tokenizer"), self.path("dynamics", round), data,
+        out = package_world_model(self.path("tokenizer"), self.dynamics(round), data,
                                   self.path("world_model", round))  # fmt: skip
         return str(out)
 

@@ -146,7 +146,7 @@ class Pipeline:
         steps = p.self_forcing_steps if self_forcing else p.finetune_steps
         defaults = train_dynamics.default_args(p.dynamics)
         train = dataclasses.replace(
-            defaults.train, seed=self.args.seed + round - 1 + self_forcing, steps=steps, lr=p.finetune_lr,
+            defaults.train, seed=self.args.seed + round - 1 + int(self_forcing), steps=steps, lr=p.finetune_lr,
             warmup_steps=max(1, steps // 20), checkpoint_every=max(1, steps // 8),
         )  # fmt: skip
         args = dataclasses.replace(

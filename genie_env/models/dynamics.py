@@ -302,8 +302,9 @@ class DynamicsObjective(nn.Module):
         prev, metrics = None, {}
         if self.self_forcing > 0:
             b, w = tokens.shape[:2]
-            real = torch.randint(1, w, (b,))
-            real = torch.where(torch.rand(b) < self.self_forcing, real, torch.full_like(real, w))
+            dev = tokens.device  # so the metric stacks with the others on the training device
+            real = torch.randint(1, w, (b,), device=dev)
+            real = torch.where(torch.rand(b, device=dev) < self.self_forcing, real, torch.full_like(real, w))
             prev = self.model.dreamed_prev(tokens, actions, real)
             metrics["dreamed_fraction"] = (w - real).float().mean() / w
         loss, terms = self.model.loss(tokens, actions, batch["rewards"], batch["terminations"], prev=prev)

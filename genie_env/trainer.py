@@ -259,7 +259,8 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         meta = read_config(path, kind=self.kind)
-        saved = {"model": meta["config"], **{k: meta.get(k) for k in self._configs()}}
+        extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config")}
+        saved = {"model": meta["config"], **extras}  # every recorded setting, so a dropped one is caught too
         now = {"model": asdict(self.model_config), **self._configs()}
         for d in (saved.get("train") or {}, now["train"]):
             for key in RESUMABLE_CHANGES:

@@ -110,8 +110,9 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     seed_everything(args.train.seed)
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
     model = DynamicsModel(model_cfg)
-    extra = {"tokenizer": manifest["tokenizer"], "oversample_events": args.oversample_events, "preset": args.preset,
-             "self_forcing": args.self_forcing}  # fmt: skip
+    extra = {"tokenizer": manifest["tokenizer"], "oversample_events": args.oversample_events, "preset": args.preset}
+    if args.self_forcing:  # recorded only when used, so runs from before the option still resume
+        extra["self_forcing"] = args.self_forcing
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint
         extra["init_from"] = init_weights(model, args.init_from, manifest["tokenizer"], load=not args.resume)
     trainer = Trainer(

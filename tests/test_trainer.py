@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -124,9 +125,13 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "one")],
                    check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-                    "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "two")],
-                   check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
+    with socket.socket() as s:  # a free port: a fixed one can still be held by an earlier run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          str(port), "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "two")],
+                         env=env, cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
 
     def losses(run):
         return [json.loads(line)["tokenizer/loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from genie_env.data.dataset import WindowDataset, episode_bounds
 from genie_env.data.format import DatasetError, load_shard, read_manifest, schema_of, shard_infos
 from genie_env.metrics import FrameErrors
-from genie_env.models.dynamics import DynamicsModel
+from genie_env.models.dynamics import DynamicsModel, StepOutput
 from genie_env.models.tokenizer import Tokenizer
 from genie_env.viz import save_gif
 
@@ -23,7 +23,7 @@ DREAMED_LEADS = (4, 8)  # dreamed frames before the transitions whose events `dr
 
 
 @torch.no_grad()
-def rollout_tokens(
+def rollout_steps(
     model: DynamicsModel,
     context: torch.Tensor,
     context_actions: torch.Tensor,
@@ -31,9 +31,10 @@ def rollout_tokens(
     steps: int = 1,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Generate H frames: context int64 (B, C, S) tokens, context_actions int64 (B, C-1) taken between
-    them, actions int64 (B, H) (actions[:, 0] taken on the last context frame) -> tokens int64 (B, H, S).
+) -> list[StepOutput]:
+    """Dream H steps: context int64 (B, C, S) tokens, context_actions int64 (B, C-1) taken between
+    them, actions int64 (B, H) (actions[:, 0] taken on the last context frame) -> H step outputs (each
+    generated frame with the reward and termination of the transition that made it).
 
     Raises ValueError for a context longer than the model's window or out-of-range tokens or actions."""
     if context.shape[1] > model.cfg.context_frames:
@@ -44,11 +45,19 @@ def rollout_tokens(
     cache = model.new_cache(len(context))
     for c in range(context.shape[1] - 1):
         model.observe(cache, context[:, c], context_actions[:, c])
-    prev, frames = context[:, -1], []
+    prev, outputs = context[:, -1], []
     for h in range(actions.shape[1]):
-        prev = model.step(cache, prev, actions[:, h], steps, temperature, generator).tokens
-        frames.append(prev)
-    return torch.stack(frames, 1)
+        outputs.append(model.step(cache, prev, actions[:, h], steps, temperature, generator))
+        prev = outputs[-1].tokens
+    return outputs
+
+
+def rollout_tokens(model: DynamicsModel, context: torch.Tensor, context_actions: torch.Tensor, actions: torch.Tensor,
+                   steps: int = 1, temperature: float = 0.0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """The frames of `rollout_steps`: tokens int64 (B, H, S)."""
+    outputs = rollout_steps(model, context, context_actions, actions, steps, temperature, generator)
+    return torch.stack([o.tokens for o in outputs], 1)
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -156,13 +165,8 @@ def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, l
         group = windows[i : i + batch]
         tokens = torch.from_numpy(np.stack([w[0] for w in group]).astype(np.int64))
         actions = torch.from_numpy(np.stack([w[1] for w in group]).astype(np.int64))
-        cache = model.new_cache(len(group))
-        for c in range(context - 1):
-            model.observe(cache, tokens[:, c], actions[:, c])
-        prev = tokens[:, context - 1]
-        for h in range(context - 1, span):  # lead dreamed frames, then the scored transition
-            out = model.step(cache, prev, actions[:, h])
-            prev = out.tokens
+        # lead dreamed frames, then the scored transition
+        out = rollout_steps(model, tokens[:, :context], actions[:, : context - 1], actions[:, context - 1 :])[-1]
         coin.append(out.reward_prob.float().numpy())
         term.append(out.termination_prob.float().numpy())
     labels = np.array([w[2] for w in windows], bool)

@@ -26,6 +26,7 @@ from torch import nn
 
 from genie_env._compat import import_gym_quietly
 from genie_env.checkpoint import config_from_dict
+from genie_env.presets import AGENT_FEATURES
 
 import_gym_quietly()
 import stable_baselines3  # noqa: E402
@@ -38,7 +39,7 @@ from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 logger = logging.getLogger(__name__)
 
 ENVS = ("dream", "real")
-FEATURES = ("nature", "impala")
+FEATURES = AGENT_FEATURES
 AGENT_FORMAT_VERSION = 1
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
 RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}

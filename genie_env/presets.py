@@ -12,6 +12,9 @@ from genie_env.models.dynamics import DynamicsConfig
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.trainer import TrainConfig
 
+AGENT_FEATURES = ("nature", "impala")
+"""the agents' CNN features extractors: nature (SB3's CnnPolicy) or impala (the Procgen paper's IMPALA CNN)"""
+
 
 @dataclass(frozen=True)
 class TokenizerPreset:
@@ -185,6 +188,8 @@ class PipelinePreset:
     """rollout length per env between updates"""
     agent_batch: int = 2048
     """PPO minibatch"""
+    agent_features: str = "nature"
+    """CNN of every agent, dream and real alike: nature (SB3's CnnPolicy) or impala (the Procgen paper's)"""
     eval_episodes: int = 500
     """held-out real episodes per evaluated policy"""
     device: str = "cpu"
@@ -212,6 +217,8 @@ class PipelinePreset:
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.agent_features not in AGENT_FEATURES:
+            raise ValueError(f"unknown agent_features {self.agent_features!r}: use one of {AGENT_FEATURES}")
 
 
 PIPELINE_PRESETS: dict[str, PipelinePreset] = {
@@ -221,10 +228,11 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
                            agent_envs=8, agent_n_steps=32, agent_batch=64, eval_episodes=16, rounds=2,
                            round_frames=500, finetune_steps=10, finetune_lr=1e-3, self_forcing_steps=4),
     # the shipped model: 200k sticky-random real frames, the cpu presets, then a second round of 50k frames
-    # collected by the first dream agent, fine-tuned teacher-forced and then with self-forcing; 2 CPU cores
+    # collected by the first dream agent, fine-tuned teacher-forced and then with self-forcing; IMPALA-CNN
+    # agents; 2 CPU cores
     "cpu": PipelinePreset(frames=200_000, collect_envs=64, tokenizer="cpu", dynamics="cpu", agent_steps=163_840,
                           rounds=2, round_frames=50_000, finetune_steps=2_000, finetune_lr=3e-4,
-                          self_forcing_steps=1_500),
+                          self_forcing_steps=1_500, agent_features="impala"),
     # one H100-class GPU: 1M real frames, the gpu presets
     "gpu": PipelinePreset(frames=1_000_000, collect_envs=64, tokenizer="gpu", dynamics="gpu",
                           agent_steps=5_000_000, device="cuda"),

@@ -292,7 +292,8 @@ class Trainer:
         )  # fmt: skip
 
     def fit(self) -> dict[str, float]:
-        """Train to cfg.steps (or the time limit); returns the last logged metrics."""
+        """Train to cfg.steps (or the time limit); returns the last logged metrics. Under torchrun it ends
+        by tearing down the process group, so a Trainer fits once."""
         cfg = self.cfg
         model = self.objective
         if self.world > 1:
@@ -367,10 +368,16 @@ class Trainer:
                     logger.warning("time limit of %.1f min reached at step %d", cfg.max_minutes, self.step)
                     break
             self.save()
+            if self.world > 1:
+                dist.barrier()  # every rank is done with the process group before any rank tears it down
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
+            if self.world > 1 and dist.is_initialized():
+                # without this, a rank can exit with gloo's threads still running: "terminate called
+                # without an active exception" (SIGABRT) at interpreter exit
+                dist.destroy_process_group()
         return last
 
     def _log(self, writer, metrics: dict[str, float]) -> None:

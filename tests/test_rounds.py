@@ -142,9 +142,18 @@ def test_agent_configs_written_with_a_single_context_path_still_resume(tiny_worl
     assert json.loads((tmp_path / "run" / "config.json").read_text())["steps_done"] == 256
 
 
-def test_pipeline_presets_need_at_least_one_round():
+def test_pipeline_presets_need_at_least_one_round(tmp_path):
     from genie_env.presets import PipelinePreset, pipeline_preset
 
     assert pipeline_preset("cpu").rounds == 2 and pipeline_preset("tiny").rounds == 2
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         PipelinePreset(frames=10, collect_envs=1, tokenizer="tiny", dynamics="tiny", agent_steps=8, rounds=0)
+    with pytest.raises(ValueError, match="unknown agent_features 'resnet'"):
+        PipelinePreset(frames=10, collect_envs=1, tokenizer="tiny", dynamics="tiny", agent_steps=8,
+                       agent_features="resnet")  # fmt: skip
+    # the shipped agent is an IMPALA CNN, so the preset that reproduces it trains IMPALA agents
+    from training.pipeline import Pipeline, PipelineArgs
+
+    assert pipeline_preset("cpu").agent_features == "impala"
+    cpu = Pipeline(PipelineArgs(preset="cpu", out=str(tmp_path / "cpu")))
+    assert {cpu.agent_config(env, 8).features for env in ("dream", "real")} == {"impala"}

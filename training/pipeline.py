@@ -5,8 +5,9 @@
      round's data (then, if the preset says so, with self-forcing) → package → retrain PPO in the new dream] →
     PPO on the real game with the same real frames (every round's) → evaluate on held-out real levels → compare
 
-`--preset cpu` reproduces the shipped model (2 CPU cores, about 5.2 hours for both rounds); `--preset tiny` runs every
-stage for real at budgets that finish in minutes (its models need not transfer). Finished stages are
+`--preset cpu` reproduces the shipped model (2 CPU cores, about 6.7 hours for both rounds, IMPALA-CNN
+agents); `--preset tiny` runs every stage for real at budgets that finish in minutes (its models need
+not transfer). Finished stages are
 recorded in DIR/pipeline.json and skipped when the command runs again; an interrupted training stage
 resumes from its last checkpoint.
 """
@@ -178,6 +179,7 @@ class Pipeline:
         p = self.preset
         return AgentConfig(
             env=env, steps=steps, num_envs=p.agent_envs, n_steps=p.agent_n_steps, batch_size=p.agent_batch,
+            features=p.agent_features,
             seed=self.args.seed, distribution_mode=self.args.distribution_mode,
             world_model=str(self.path("world_model", round)),
             context=tuple(str(self.path("data", k)) for k in range(1, round + 1)), device=p.device,

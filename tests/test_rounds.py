@@ -142,8 +142,9 @@ def test_agent_configs_written_with_a_single_context_path_still_resume(tiny_worl
     assert json.loads((tmp_path / "run" / "config.json").read_text())["steps_done"] == 256
 
 
-def test_pipeline_presets_need_at_least_one_round(tmp_path):
+def test_pipeline_presets_validate_rounds_and_agent_features(tmp_path):
     from genie_env.presets import PipelinePreset, pipeline_preset
+    from training.pipeline import Pipeline, PipelineArgs
 
     assert pipeline_preset("cpu").rounds == 2 and pipeline_preset("tiny").rounds == 2
     with pytest.raises(ValueError, match="rounds must be >= 1"):
@@ -152,8 +153,6 @@ def test_pipeline_presets_need_at_least_one_round(tmp_path):
         PipelinePreset(frames=10, collect_envs=1, tokenizer="tiny", dynamics="tiny", agent_steps=8,
                        agent_features="resnet")  # fmt: skip
     # the shipped agent is an IMPALA CNN, so the preset that reproduces it trains IMPALA agents
-    from training.pipeline import Pipeline, PipelineArgs
-
     assert pipeline_preset("cpu").agent_features == "impala"
     cpu = Pipeline(PipelineArgs(preset="cpu", out=str(tmp_path / "cpu")))
     assert {cpu.agent_config(env, 8).features for env in ("dream", "real")} == {"impala"}

@@ -39,7 +39,6 @@ from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 logger = logging.getLogger(__name__)
 
 ENVS = ("dream", "real")
-FEATURES = AGENT_FEATURES
 AGENT_FORMAT_VERSION = 1
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
 RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
@@ -114,8 +113,8 @@ class AgentConfig:
         object.__setattr__(self, "context", context)
         if self.env not in ENVS:
             raise ValueError(f"unknown env {self.env!r}: use one of {ENVS} (--env)")
-        if self.features not in FEATURES:
-            raise ValueError(f"unknown features extractor {self.features!r}: use one of {FEATURES} (--features)")
+        if self.features not in AGENT_FEATURES:
+            raise ValueError(f"unknown features extractor {self.features!r}: use one of {AGENT_FEATURES} (--features)")
         algorithm_class(self.algo)
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")

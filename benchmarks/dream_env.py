@@ -83,6 +83,10 @@ def main(args: Args) -> dict:
         mfu[n] = round(flops * sps[n] / n / peak, 4)
     venv = GenieCoinRunVectorEnv(64, wm, context=contexts, max_episode_steps=10**6)
     venv.reset(seed=0)
+    # where the work goes at N=64: the dynamics step against decoding its tokens into frames
+    grid = wm.tokenizer.cfg.grid
+    step_flops = count_flops(lambda: venv.step(np.zeros(64, np.int64)))
+    decode_flops = count_flops(lambda: wm.decode(torch.zeros(64, 1, grid, grid, dtype=torch.long, device=args.device)))
     times = {}
     for t in range(1, args.long_episode + 6):
         start = time.perf_counter()
@@ -100,6 +104,8 @@ def main(args: Args) -> dict:
         "steps_per_s": sps,
         "mfu": mfu,
         "matmul_peak_gflops_per_s": round(peak / 1e9, 1),
+        "gflop_per_step_64": {"total": round(step_flops / 1e9, 2), "decode": round(decode_flops / 1e9, 2),
+                              "dynamics": round((step_flops - decode_flops) / 1e9, 2)},
         "step_time_ms_10": round(1000 * float(np.median(times["early"])), 2),
         "step_time_ms_900": round(1000 * float(np.median(times["late"])), 2),
         "step_time_ratio_900_10": round(float(np.median(times["late"]) / np.median(times["early"])), 3),

@@ -104,8 +104,11 @@ def main(args: Args) -> dict:
         "steps_per_s": sps,
         "mfu": mfu,
         "matmul_peak_gflops_per_s": round(peak / 1e9, 1),
-        "gflop_per_step_64": {"total": round(step_flops / 1e9, 2), "decode": round(decode_flops / 1e9, 2),
-                              "dynamics": round((step_flops - decode_flops) / 1e9, 2)},
+        "gflop_per_step_64": {
+            "total": round(step_flops / 1e9, 2),
+            "decode": round(decode_flops / 1e9, 2),
+            "dynamics": round((step_flops - decode_flops) / 1e9, 2),
+        },
         "step_time_ms_10": round(1000 * float(np.median(times["early"])), 2),
         "step_time_ms_900": round(1000 * float(np.median(times["late"])), 2),
         "step_time_ratio_900_10": round(float(np.median(times["late"]) / np.median(times["early"])), 3),

@@ -8,7 +8,7 @@ import torch
 from genie_env.evaluate.dynamics import _auc, _episodes, dreamed_event_probabilities, rollout_tokens
 from genie_env.models import load_dynamics
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective, sample_mask
-from genie_env.models.st_transformer import STConfig, STTransformer
+from genie_env.models.st_transformer import STConfig, STTransformer, matmul_attention, rope, rope_table, sdpa
 
 TINY = DynamicsConfig(codebook_size=16, grid=2, dim=32, depth=2, heads=2, context_frames=6)
 
@@ -226,3 +226,35 @@ def test_dreamed_events_score_each_episodes_last_transition_and_one_earlier_afte
     assert at_lead0[0] == pytest.approx(float(direct.termination_prob[0]), abs=1e-6)
     with pytest.raises(ValueError, match="for a lead of 500 frames"):
         dreamed_event_probabilities(m, tokens, lead=500)
+
+
+def test_matmul_attention_equals_the_fused_kernel_with_and_without_a_window_mask():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 2, 1 if i == 0 else 5, 8, generator=g) for i in range(3))
+    mask = torch.rand(6, 1, 1, 5, generator=g) < 0.6
+    mask[:, ..., 0] = True  # every row attends to at least its own slot, as in the KV cache
+    for m in (None, mask):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        assert torch.allclose(matmul_attention(q, k, v, m), expected, atol=1e-6)
+    qs, ks, vs = (torch.randn(3, 2, 7, 8, generator=g) for _ in range(3))
+    fused = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs)
+    with torch.no_grad():  # generation's bf16 spatial attention on CPU takes the matmul path
+        bf16 = sdpa(qs.bfloat16(), ks.bfloat16(), vs.bfloat16())
+    assert bf16.dtype == torch.bfloat16 and torch.allclose(bf16.float(), fused, atol=0.05)
+
+
+def test_rope_rotates_each_feature_pair_by_its_position_times_its_frequency():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 4, 6, generator=g)
+    positions = torch.tensor([0, 1, 5, 9])
+    out = rope(x, rope_table(positions, 6, "cpu"))
+    freqs = 1.0 / 10000 ** (torch.arange(0, 6, 2).float() / 6)
+    angle = positions[:, None].float() * freqs  # (L, 3)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    assert torch.allclose(out[..., 0::2], x1 * angle.cos() - x2 * angle.sin(), atol=1e-6)
+    assert torch.allclose(out[..., 1::2], x1 * angle.sin() + x2 * angle.cos(), atol=1e-6)
+    assert torch.allclose(out[:, :, 0], x[:, :, 0])  # position 0 is the identity
+    rows = torch.stack([x[0, :, 2:3], x[1, :, 3:4], x[2, :, 0:1]])  # a position of its own for each row
+    per_row = rope(rows, rope_table(torch.tensor([[5], [9], [0]]), 6, "cpu"))
+    assert torch.allclose(per_row, torch.stack([out[0, :, 2:3], out[1, :, 3:4], out[2, :, 0:1]]), atol=1e-6)
+    assert rope(x.bfloat16(), rope_table(positions, 6, "cpu")).dtype == torch.bfloat16

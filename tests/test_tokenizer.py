@@ -9,7 +9,7 @@ import torch
 
 from genie_env.checkpoint import CheckpointError, save_checkpoint
 from genie_env.models import load_tokenizer
-from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
+from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, tokens_to_patches
 
 CONV = TokenizerConfig(patch=16, channels=8, blocks=1, embed_dim=4, codebook_size=16)
 STVIVIT = TokenizerConfig(kind="stvivit", patch=16, channels=16, blocks=2, heads=2, max_frames=4, embed_dim=4,
@@ -110,3 +110,13 @@ def test_export_casts_to_fp16_and_drops_optimizer_state(tmp_path):
     x = frames()
     agree = (loaded.encode(x) == model.encode(x)).float().mean()
     assert agree > 0.95  # fp16 rounding may move a rare near-tie to its neighbour code
+
+
+def test_decoder_unpatchifies_with_a_matmul_equal_to_its_transposed_conv():
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(8, 3, 4, 4)
+    x = torch.randn(5, 8, 3, 3)
+    with torch.no_grad():
+        assert torch.allclose(tokens_to_patches(x, layer), layer(x), atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in float32 even under autocast
+            assert tokens_to_patches(x, layer).dtype == torch.float32

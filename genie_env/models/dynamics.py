@@ -93,8 +93,10 @@ class DynamicsConfig:
 
 
 class DynamicsOutput(NamedTuple):
-    """logits float (B, T, S, K) over each slot's frame tokens; events float (B, T, 2): reward and
-    termination logits (adjusted for the class weights, so sigmoid gives calibrated probabilities)."""
+    """logits (B, T, S, K) over each slot's frame tokens, in the computing dtype (bf16 under autocast:
+    greedy decoding takes their argmax as they are, losses and sampling cast them to float32); events
+    float32 (B, T, 2): reward and termination logits (adjusted for the class weights, so sigmoid gives
+    calibrated probabilities)."""
 
     logits: torch.Tensor
     events: torch.Tensor
@@ -165,7 +167,7 @@ class DynamicsModel(nn.Module):
         else:
             pooled, frame = h.mean(2), h
         events = self.event_head(pooled).float() - self.event_bias
-        return DynamicsOutput(self.head(frame).float(), events)
+        return DynamicsOutput(self.head(frame), events)
 
     # ------------------------------------------------------------------------- training
     def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminations: torch.Tensor,
@@ -184,8 +186,9 @@ class DynamicsModel(nn.Module):
         current = torch.where(masked, torch.full_like(target, cfg.mask_id), target)
         out = self(prev, current, actions)
         scored = masked[:, :-1]
-        ce = F.cross_entropy(out.logits[:, :-1][scored], target[:, :-1][scored])
-        accuracy = (out.logits[:, :-1][scored].argmax(-1) == target[:, :-1][scored]).float().mean()
+        logits = out.logits[:, :-1][scored].float()
+        ce = F.cross_entropy(logits, target[:, :-1][scored])
+        accuracy = (logits.argmax(-1) == target[:, :-1][scored]).float().mean()
         copy_accuracy = (prev[:, :-1][scored] == target[:, :-1][scored]).float().mean()
         raw = out.events + self.event_bias  # training logits: the class weights act through pos_weight
         coin = (rewards > 0).float()
@@ -259,7 +262,7 @@ class DynamicsModel(nn.Module):
             out = self(prev[:, None], current[:, None], action[:, None], cache=cache, commit=last)
             logits = out.logits[:, 0]
             if temperature > 0:
-                probs = torch.softmax(logits / temperature, -1)
+                probs = torch.softmax(logits.float() / temperature, -1)
                 if isinstance(generator, list):
                     sampled = torch.stack(
                         [torch.multinomial(p, 1, generator=g)[:, 0] for p, g in zip(probs, generator)]
@@ -267,8 +270,8 @@ class DynamicsModel(nn.Module):
                 else:
                     sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
             else:
-                sampled = logits.argmax(-1)
-                probs = None if last else torch.softmax(logits, -1)  # confidences only matter for re-masking
+                sampled = logits.max(-1).indices  # = argmax (first maximum); 4x faster in bf16 on CPU
+                probs = None if last else torch.softmax(logits.float(), -1)  # confidences for re-masking
             still = current == self.cfg.mask_id
             if last:
                 current = torch.where(still, sampled, current)

@@ -53,3 +53,19 @@ def test_shipped_agent_loads_with_sb3_and_acts_in_the_action_space():
     assert actions.shape == (4,) and ((0 <= actions) & (actions < 15)).all()
     record = json.loads(DEFAULT_AGENT.with_suffix(".json").read_text())
     assert record["config"]["env"] == "dream" and record["dream_frames"] > 0
+
+
+def test_shipped_model_outputs_equal_the_golden_reference():
+    """Every public path of the shipped model (encode, rollout, decode, the single and batched dream env in
+    fp32 and bf16, sampling, the agent) gives bit for bit what it gave when the reference was made."""
+    from tests.shipped_reference import REFERENCE, shipped_digest, shipped_outputs
+
+    with np.load(REFERENCE) as z:
+        reference = {k: z[k] for k in z.files}
+    assert str(reference.pop("digest")) == shipped_digest(), (
+        "the shipped model changed: if on purpose, rewrite the reference with `python -m tests.shipped_reference`"
+    )
+    outputs = shipped_outputs()
+    assert sorted(outputs) == sorted(reference)
+    differing = [k for k in reference if not np.array_equal(outputs[k], reference[k])]
+    assert not differing, f"outputs differ from the reference in {differing}"

@@ -1,0 +1,85 @@
+"""The shipped model's outputs on fixed inputs, kept as a golden file so a refactor can be shown not to
+change them: `python -m tests.shipped_reference` rewrites `tests/data/shipped_reference.npz` (do that only
+when the shipped model itself changes on purpose, and say so in the commit). One thread, fp32 and bf16,
+so the figures do not depend on how many cores the machine has."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import torch
+
+import genie_env
+
+REFERENCE = Path(__file__).resolve().parent / "data" / "shipped_reference.npz"
+STEPS = 6
+ACTIONS = np.array([[7, 7, 8, 5, 4, 1], [1, 2, 7, 8, 8, 3], [4, 4, 4, 7, 7, 7]], np.int64)  # (3 envs, STEPS)
+
+
+def shipped_digest() -> str:
+    """sha256 over the shipped weights, the contexts and the agent: what the reference was made from."""
+    root = Path(genie_env.__file__).resolve().parent / "assets" / "coinrun"
+    h = hashlib.sha256()
+    for part in ("tokenizer/model.safetensors", "dynamics/model.safetensors", "contexts.npz", "agent.zip"):
+        h.update((root / part).read_bytes())
+    return h.hexdigest()
+
+
+def shipped_outputs() -> dict[str, np.ndarray]:
+    """Tokens, frames, rewards, ends and probabilities of the shipped model through every public path:
+    `WorldModel.encode/rollout/decode`, `GenieCoinRun-v0`, its `make_vec` form, and the shipped agent."""
+    from stable_baselines3 import PPO
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out: dict[str, np.ndarray] = {}
+        wm = genie_env.load_world_model(device="cpu")
+        with np.load(Path(genie_env.__file__).resolve().parent / "assets" / "coinrun" / "contexts.npz") as z:
+            context = z["frames"][:3]  # (3, 1, 64, 64, 3)
+        out["encode"] = wm.encode(context).numpy()
+        greedy = wm.rollout(context, ACTIONS, seed=0)
+        out["rollout_frames"], out["rollout_rewards"], out["rollout_terms"] = greedy
+        sampled = wm.rollout(context, ACTIONS, steps=2, temperature=1.0, seed=3)
+        out["sampled_frames"], out["sampled_rewards"], out["sampled_terms"] = sampled
+        for precision in ("fp32", "bf16"):
+            venv = gymnasium.make_vec("GenieCoinRun-v0", num_envs=3, precision=precision, max_episode_steps=4,
+                                      events="expected", device="cpu")  # fmt: skip
+            obs, _ = venv.reset(seed=5)
+            frames, rewards, ends, probs = [obs], [], [], []
+            for t in range(STEPS):
+                obs, reward, terminated, truncated, info = venv.step(ACTIONS[:, t])
+                frames.append(obs)
+                rewards.append(reward)
+                ends.append(np.stack([terminated, truncated], 1))
+                probs.append(np.stack([info["reward_prob"], info["termination_prob"]], 1))
+            venv.close()
+            out[f"vec_{precision}_frames"] = np.stack(frames, 1)
+            out[f"vec_{precision}_rewards"] = np.stack(rewards, 1)
+            out[f"vec_{precision}_ends"] = np.stack(ends, 1)
+            out[f"vec_{precision}_probs"] = np.stack(probs, 1)
+        env = gymnasium.make("GenieCoinRun-v0", sampling={"steps": 2, "temperature": 0.5}, events="sample",
+                             device="cpu")  # fmt: skip
+        obs, _ = env.reset(seed=11)
+        single = [obs]
+        for a in ACTIONS[0]:
+            obs, *_ = env.step(int(a))
+            single.append(obs)
+        env.close()
+        out["single_frames"] = np.stack(single)
+        agent = PPO.load(Path(genie_env.__file__).resolve().parent / "assets" / "coinrun" / "agent.zip", device="cpu")
+        obs_tensor = agent.policy.obs_to_tensor(out["vec_fp32_frames"].reshape(-1, 64, 64, 3))[0]
+        with torch.no_grad():
+            out["agent_probs"] = agent.policy.get_distribution(obs_tensor).distribution.probs.numpy()
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(REFERENCE, digest=np.array(shipped_digest()), **shipped_outputs())
+    print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size / 1024:.0f} KiB)")

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from genie_env.agents.policies import collection_policy
 from genie_env.data.collect import CollectConfig, collect
-from genie_env.envs.real import LevelConfig, make_procgen
+from genie_env.games import LevelConfig, make_procgen
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,12 @@ def collect_fps(frames: int, num_envs: int, out_dir: str | None) -> tuple[float,
     parent = tempfile.mkdtemp(dir=out_dir)
     try:
         start = time.perf_counter()
-        manifest = collect(
-            CollectConfig(out=os.path.join(parent, "ds"), frames=frames, num_envs=num_envs, progress=False)
-        )
+        cfg = CollectConfig(out=os.path.join(parent, "ds"), frames=frames, num_envs=num_envs, progress=False)
+        manifest = collect(cfg, collection_policy(cfg))
         elapsed = time.perf_counter() - start
     finally:
         shutil.rmtree(parent)
-    n = manifest["counts"]["frames"]
+    n = manifest.counts["frames"]
     return n / elapsed, n
 
 

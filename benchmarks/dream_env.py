@@ -23,7 +23,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import count_flops, machine, matmul_peak_flops, sync  # noqa: E402
 
-from genie_env.envs.context import ContextSource  # noqa: E402
+from genie_env.data.context import ContextSource  # noqa: E402
 from genie_env.envs.dream import GenieCoinRunVectorEnv  # noqa: E402
 from genie_env.envs.real import ProcgenCoinRunVectorEnv  # noqa: E402
 from genie_env.models.dynamics import DynamicsModel  # noqa: E402

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+from genie_env.cli.train_tokenizer import TrainTokenizerArgs, run
 
 from genie_env.evaluate.tokenizer import evaluate_tokenizer
 from genie_env.models import load_tokenizer
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.presets import tokenizer_preset
-from training.train_tokenizer import TrainTokenizerArgs, run
 
 
 @dataclass(frozen=True)

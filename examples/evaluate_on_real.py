@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import tyro
 
-from genie_env.evaluate.agent import (
+from genie_env.agents.evaluate import (
     DEFAULT_EVAL_NUM_LEVELS,
     DEFAULT_EVAL_START_LEVEL,
     check_disjoint,
     evaluate_policy,
     held_out_levels,
 )
-from genie_env.policies import make_policy
+from genie_env.agents.policies import make_policy
 from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
 
 

@@ -5,17 +5,19 @@
     CKPT/optimizer.safetensors  (training checkpoints only) the optimizer's tensors
     CKPT/trainer_state.json     (training checkpoints only) step, RNG states, train config
 
-A checkpoint is written into a temp directory that is renamed into place, so a reader never sees a
-half-written one. Nothing is ever unpickled: configs are JSON, tensors are safetensors.
+A checkpoint is written into a temp directory that is swapped into place (`genie_env._io.swap_dir`), so
+a reader never sees a half-written one and a kill never leaves none. Nothing is ever unpickled: configs
+are JSON, tensors are safetensors.
+
+A training run directory holds `checkpoints/step_NNNNNNN/` and `latest.json` naming the newest;
+`resolve_checkpoint` turns a run or a checkpoint directory into a checkpoint directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genie_env.data.format import atomic_write_json
+from genie_env._io import atomic_dir, file_sha256, recover_dir
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -74,9 +76,14 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
     return out
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to `path` via a temp file and rename."""
-    atomic_write_json(Path(path), obj)
+def resume_mismatches(saved: dict[str, Any], now: dict[str, Any], may_change: Iterable[str] = ()) -> list[str]:
+    """What keeps a run from resuming: the fields (dotted for nested dicts, with both values) where the
+    settings it was started with (`saved`) differ from today's (`now`), leaving out `may_change` (dotted
+    names of fields that say how long or how watched a run is, not what it computes). A field only one
+    side has counts as different, so a setting dropped since is caught too. The one check every resumable
+    stage (training, agents, collection) makes before it continues."""
+    skip = set(may_change)
+    return [d for d in config_diff(saved, now) if d.split(" (", 1)[0] not in skip]
 
 
 def save_checkpoint(
@@ -96,32 +103,23 @@ def save_checkpoint(
     `json_files` further JSON files; `dtype` casts floating weights (e.g. float16 for shipping).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(tmp / WEIGHTS))
-    for name, group in (tensors or {}).items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, str(tmp / name))
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config_to_dict(config), **(extra or {})}
-    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    for name, obj in (json_files or {}).items():
-        (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        save_file(state, str(tmp / WEIGHTS))
+        for name, group in (tensors or {}).items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, str(tmp / name))
+        meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config_to_dict(config), **(extra or {})}
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+        for name, obj in (json_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")
     return path
 
 
 def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Read and check CKPT/config.json; raises CheckpointError naming the file and problem."""
+    recover_dir(path)
     cfg_path = Path(path) / CONFIG
     if not cfg_path.exists():
         raise CheckpointError(f"no checkpoint at {path}: {cfg_path} does not exist")
@@ -173,11 +171,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
 
 def weights_sha256(path: str | Path) -> str:
     """sha256 of CKPT/model.safetensors: identifies a trained model (e.g. the tokenizer behind token shards)."""
-    h = hashlib.sha256()
-    with open(Path(path) / WEIGHTS, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(path) / WEIGHTS)
 
 
 def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
@@ -188,18 +182,34 @@ def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | Non
     state = load_tensors(src / WEIGHTS)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
     meta = {k: v for k, v in meta.items() if k != "train"}
     meta["exported_from"] = str(src)
     meta["source_sha256"] = weights_sha256(src)
     meta["weights_dtype"] = str(dtype).replace("torch.", "") if dtype is not None else "unchanged"
-    (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    """The newest training checkpoint of a run directory (named by its `latest.json`), or None."""
+    pointer = Path(run) / "latest.json"
+    if not pointer.exists():
+        return None
+    try:
+        return Path(run) / json.loads(pointer.read_text())["path"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"corrupt {pointer}: {e}") from e
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from either itself or a run directory (whose newest checkpoint is used)."""
+    path = Path(path)
+    recover_dir(path)
+    if (path / CONFIG).exists():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(f"no checkpoint at {path}: neither {path / CONFIG} nor {path / 'latest.json'} exists")
+    return latest

@@ -7,13 +7,15 @@ field be overridden (`--model.patch 4`, `--train.steps 100`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from genie_env.agents.networks import FEATURES, Features
 from genie_env.models.dynamics import DynamicsConfig
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.trainer import TrainConfig
 
-AGENT_FEATURES = ("nature", "impala")
-"""the agents' CNN features extractors: nature (SB3's CnnPolicy) or impala (the Procgen paper's IMPALA CNN)"""
+PresetName = Literal["tiny", "cpu", "gpu"]
+TokenizerPresetName = Literal["tiny", "cpu", "cpu16", "gpu"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
         ),
     ),
     # the default: an 8x8 token grid (64 tokens a frame, so the dynamics model stays cheap), patchified
-    # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on our AVX512-BF16 cores
-    # it trains 1.75x faster than fp32 with the same loss curve (measured at 80 steps: 570 vs 330 frames/s)
+    # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on cores with AVX512-BF16 it
+    # trains faster than fp32 with the same loss curve (README, "The tokenizer", has the measurement)
     "cpu": TokenizerPreset(
         TokenizerConfig(kind="conv", patch=8, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
         TrainConfig(
@@ -126,9 +128,8 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
         ),
     ),
     # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, bf16 autocast on CPU; 3.3M params.
-    # Measured on 2 cores: 0.68 s per training step (45 min for 4000 steps); the batched dream env runs 276
-    # steps/s at 64 envs. Width 128 trains at 0.45 s a step and dreams 582 steps/s, but its dream-trained
-    # agent scores 4.75 on validation levels against 5.49-5.83 for width 256, so 256 stays (README, Speed)
+    # Width 128 trains and dreams about twice as fast, but its dream-trained agents score a point lower on
+    # validation levels, so 256 stays (the README's speed paragraph has the figures)
     "cpu": DynamicsPreset(
         DynamicsConfig(dim=256, depth=4, heads=4, context_frames=16),
         TrainConfig(
@@ -189,7 +190,7 @@ class PipelinePreset:
     """rollout length per env between updates"""
     agent_batch: int = 2048
     """PPO minibatch"""
-    agent_features: str = "nature"
+    agent_features: Features = "nature"
     """CNN of every agent, dream and real alike: nature (SB3's CnnPolicy) or impala (the Procgen paper's)"""
     eval_episodes: int = 500
     """held-out real episodes per evaluated policy"""
@@ -218,8 +219,8 @@ class PipelinePreset:
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
-        if self.agent_features not in AGENT_FEATURES:
-            raise ValueError(f"unknown agent_features {self.agent_features!r}: use one of {AGENT_FEATURES}")
+        if self.agent_features not in FEATURES:
+            raise ValueError(f"unknown agent_features {self.agent_features!r}: use one of {FEATURES}")
 
 
 PIPELINE_PRESETS: dict[str, PipelinePreset] = {

@@ -23,29 +23,31 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from genie_env._io import atomic_write_json
 from genie_env.checkpoint import (
     OPTIMIZER,
     TRAINER_STATE,
     CheckpointError,
-    config_diff,
+    latest_checkpoint,
     load_tensors,
     load_weights,
     read_config,
+    resume_mismatches,
     save_checkpoint,
-    write_json_atomic,
 )
+from genie_env.models.common import StepResult
 
 logger = logging.getLogger(__name__)
 
+Precision = Literal["auto", "fp32", "bf16"]
 # Fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "num_workers", "max_minutes"}
 
@@ -67,7 +69,7 @@ class TrainConfig:
     warmup_steps: int = 200
     """linear warmup steps"""
     weight_decay: float = 0.0
-    """AdamW weight decay"""
+    """AdamW weight decay, on weight matrices only (never on norms, biases, embeddings or a VQ codebook)"""
     beta1: float = 0.9
     """AdamW beta1"""
     beta2: float = 0.99
@@ -76,7 +78,7 @@ class TrainConfig:
     """clip the global gradient norm to this (0 = no clipping)"""
     seed: int = 0
     """seed of initialisation, data order and every random draw in training"""
-    precision: str = "auto"
+    precision: Precision = "auto"
     """auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (autocast on any device)"""
     compile: bool = False
     """wrap the objective in torch.compile"""
@@ -95,18 +97,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("--steps, --batch-size and --grad-accum must be >= 1")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown --precision {self.precision!r}: use auto, fp32 or bf16")
+            raise ValueError("--train.steps, --train.batch-size and --train.grad-accum must be >= 1")
+        if self.precision not in get_args(Precision):
+            raise ValueError(f"unknown --train.precision {self.precision!r}: use one of {get_args(Precision)}")
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
-
-
-class StepResult(NamedTuple):
-    """What an objective returns: the loss to minimise and named scalar metrics."""
-
-    loss: torch.Tensor
-    metrics: dict[str, torch.Tensor]
+            raise ValueError(
+                f"--train.batch-size {self.batch_size} must be divisible by --train.grad-accum {self.grad_accum}"
+            )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -149,6 +146,21 @@ class StepSampler(Sampler[list[int]]):
             k += 1
 
 
+def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups as nanoGPT makes them: weight decay on the weight matrices (>= 2-D weights of linear,
+    conv and attention layers) and on nothing else: not on norms, biases, embedding tables or a VQ
+    codebook (a parameter named `codebook`). Frozen parameters are left out."""
+    decay, no_decay, seen = [], [], set()
+    for owner in module.modules():
+        for name, p in owner.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            matrix = p.ndim >= 2 and not isinstance(owner, nn.Embedding) and name != "codebook"
+            (decay if matrix else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def _setup_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -175,17 +187,6 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def latest_checkpoint(run: str | Path) -> Path | None:
-    """The newest training checkpoint of a run directory, or None."""
-    pointer = Path(run) / "latest.json"
-    if not pointer.exists():
-        return None
-    try:
-        return Path(run) / json.loads(pointer.read_text())["path"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise CheckpointError(f"corrupt {pointer}: {e}") from e
 
 
 class Trainer:
@@ -217,10 +218,7 @@ class Trainer:
         self.model: nn.Module = objective.model
         self.dataset, self.images_fn = dataset, images_fn
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.objective.parameters() if p.requires_grad],
-            lr=cfg.lr,
-            betas=(cfg.beta1, cfg.beta2),
-            weight_decay=cfg.weight_decay,
+            parameter_groups(self.objective, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
         )
         self.step = 0
         self.elapsed = 0.0
@@ -251,7 +249,7 @@ class Trainer:
             path, self.model, self.kind, self.model_config, extra=self._configs(),
             tensors={OPTIMIZER: opt_tensors}, json_files={TRAINER_STATE: state},
         )  # fmt: skip
-        write_json_atomic(self.out / "latest.json", {"step": self.step, "path": str(path.relative_to(self.out))})
+        atomic_write_json(self.out / "latest.json", {"step": self.step, "path": str(path.relative_to(self.out))})
         old = sorted((self.out / "checkpoints").glob("step_*"))[: -self.cfg.keep_checkpoints]
         for stale in old:
             shutil.rmtree(stale, ignore_errors=True)
@@ -262,15 +260,17 @@ class Trainer:
         extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config")}
         saved = {"model": meta["config"], **extras}  # every recorded setting, so a dropped one is caught too
         now = {"model": asdict(self.model_config), **self._configs()}
-        for d in (saved.get("train") or {}, now["train"]):
-            for key in RESUMABLE_CHANGES:
-                d.pop(key, None)
-        diff = config_diff(saved, now)
+        diff = resume_mismatches(saved, now, {f"train.{key}" for key in RESUMABLE_CHANGES})
         if diff:
             raise CheckpointError(f"config does not match checkpoint {path}: differing fields " + "; ".join(diff))
         load_weights(self.model, path)
         tensors = load_tensors(path / OPTIMIZER)
         state = json.loads((path / TRAINER_STATE).read_text())
+        if len(state["param_groups"]) != len(self.optimizer.param_groups):
+            raise CheckpointError(
+                f"{path} was written by an older genie-env whose optimizer decayed every parameter (one group): it "
+                "cannot resume under today's (weights decayed, norms and embeddings not); fine-tune from it instead"
+            )
         _load_optimizer(self.optimizer, tensors, state["param_groups"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
@@ -387,9 +387,3 @@ class Trainer:
             writer.add_scalar(k, v, self.step)
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, "elapsed_s": round(self.elapsed, 2), **metrics}) + "\n")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy (model initialisation happens after this)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from genie_env.checkpoint import CheckpointError, read_config, weights_sha256
-from genie_env.models import load_dynamics, load_tokenizer, resolve_checkpoint
+from genie_env.checkpoint import CheckpointError, resolve_checkpoint
+from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
 from genie_env.models.dynamics import DynamicsModel
 from genie_env.models.tokenizer import Tokenizer
 
@@ -140,29 +140,14 @@ class WorldModel:
             ctx_acts = _actions_tensor(context_actions, (b, t - 1), self.num_actions, "context_actions")
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         tokens = self.encode(context).flatten(2)
-        dyn = self.dynamics
-        cache = dyn.new_cache(b)
-        frames, rewards, terms = [], [], []
         with self.autocast():
-            for c in range(ctx_acts.shape[1]):
-                dyn.observe(cache, tokens[:, c], ctx_acts[:, c].to(self.device))
-            prev = tokens[:, -1]
-            for h in range(acts.shape[1]):
-                out = dyn.step(cache, prev, acts[:, h].to(self.device), steps, temperature, gen)
-                prev = out.tokens
-                frames.append(prev)
-                rewards.append(out.reward.float())
-                terms.append(out.termination_prob.float() >= 0.5)
+            outputs = self.dynamics.rollout(tokens, ctx_acts.to(self.device), acts.to(self.device), steps, temperature,
+                                            gen)  # fmt: skip
         grid = self.tokenizer.cfg.grid
-        decoded = self.decode(torch.stack(frames, 1).view(b, -1, grid, grid))
-        return Rollout(decoded, torch.stack(rewards, 1).cpu().numpy().astype(np.float32),
-                       torch.stack(terms, 1).cpu().numpy())  # fmt: skip
-
-
-def _tokenizer_identity(path: Path) -> set[str]:
-    """The sha256s a tokenizer checkpoint is known by: its own, and its source's if it was exported."""
-    meta = read_config(path, kind="tokenizer")
-    return {weights_sha256(path), *([meta["source_sha256"]] if "source_sha256" in meta else [])}
+        decoded = self.decode(torch.stack([o.tokens for o in outputs], 1).view(b, -1, grid, grid))
+        rewards = torch.stack([o.reward.float() for o in outputs], 1).cpu().numpy().astype(np.float32)
+        terms = torch.stack([o.termination_prob.float() >= 0.5 for o in outputs], 1).cpu().numpy()
+        return Rollout(decoded, rewards, terms)
 
 
 def load_world_model(path: str | Path | None = None, device: str | torch.device | None = None,
@@ -180,9 +165,7 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
         if not (root / part).exists():
             raise CheckpointError(f"no world model at {root}: {root / part} does not exist")
     tok_path, dyn_path = resolve_checkpoint(root / "tokenizer"), resolve_checkpoint(root / "dynamics")
-    trained_with = read_config(dyn_path, kind="dynamics").get("tokenizer", {}).get("sha256")
-    if trained_with and trained_with not in _tokenizer_identity(tok_path):
-        raise CheckpointError(f"{dyn_path} was trained on tokens of another tokenizer than {tok_path}")
+    check_trained_on(dyn_path, tokenizer_identity(tok_path), str(tok_path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision)
 
@@ -196,14 +179,16 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     dataset, or of several: every round of collected data the model was trained on) and
     `out/levels.json` (the real level seeds and frame count of those datasets, so evaluation can show
     its levels are held out and the real-frame budget counts every round)."""
+    from genie_env._io import atomic_write_json
     from genie_env.checkpoint import export_checkpoint
-    from genie_env.data.format import atomic_write_json, dataset_level_seeds, read_manifest
-    from genie_env.envs.context import ContextSource
+    from genie_env.data.context import ContextSource
+    from genie_env.data.format import dataset_level_seeds
+    from genie_env.data.manifest import read_manifest
 
     out = Path(out)
     datasets = [frames] if isinstance(frames, (str, Path)) else list(frames)
     manifests = [read_manifest(d, kind="frames") for d in datasets]
-    modes = {m["env"]["distribution_mode"] for m in manifests}
+    modes = {m.env["distribution_mode"] for m in manifests}
     if len(modes) > 1:
         raise ValueError(f"the frame datasets mix distribution modes {sorted(modes)}")
     dtype = torch.float16 if fp16 else None
@@ -212,7 +197,7 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     ContextSource.from_dataset(datasets, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
     atomic_write_json(out / "levels.json", {
         "level_seeds": sorted(set().union(*(dataset_level_seeds(d) for d in datasets))),
-        "frames": sum(m["counts"]["frames"] for m in manifests), "distribution_mode": modes.pop(),
+        "frames": sum(m.counts["frames"] for m in manifests), "distribution_mode": modes.pop(),
         "datasets": [str(d) for d in datasets],
     })  # fmt: skip
     load_world_model(out)  # the pair must load and fit together

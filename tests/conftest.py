@@ -9,23 +9,30 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+from genie_env.agents.policies import collection_policy  # noqa: E402
 from genie_env.data.collect import CollectConfig, collect  # noqa: E402
+from genie_env.data.manifest import Manifest  # noqa: E402
 
 TINY = dict(frames=1500, num_envs=8, shard_frames=200, max_episode_frames=100, seed=7, progress=False, val_fraction=0.3)
+
+
+def collect_with_policy(cfg: CollectConfig) -> Manifest:
+    """`collect` with the behaviour policy the config names (what `genie collect` runs)."""
+    return collect(cfg, collection_policy(cfg))
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A 1500-frame real CoinRun dataset in several small shards, both splits non-empty."""
     root = tmp_path_factory.mktemp("data") / "tiny"
-    collect(CollectConfig(out=str(root), **TINY))
+    collect_with_policy(CollectConfig(out=str(root), **TINY))
     return root
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_run(tiny_dataset, tmp_path_factory) -> Path:
     """A `tiny`-preset tokenizer trained for a few steps on the tiny dataset (a run directory)."""
-    from training.train_tokenizer import default_args, run
+    from genie_env.cli.train_tokenizer import default_args, run
 
     out = tmp_path_factory.mktemp("runs") / "tokenizer_tiny"
     args = default_args("tiny")
@@ -36,9 +43,10 @@ def tiny_tokenizer_run(tiny_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_world_model(tiny_dataset, tiny_tokenizer_run, tmp_path_factory) -> Path:
     """A packaged tiny world model (tokenizer + dynamics + start contexts) trained in seconds."""
-    from genie_env.data.tokenize import tokenize_dataset
+    from genie_env.cli.train_dynamics import default_args, run
+
+    from genie_env.models.tokenize import tokenize_dataset
     from genie_env.world_model import package_world_model
-    from training.train_dynamics import default_args, run
 
     root = tmp_path_factory.mktemp("world")
     tokenize_dataset(tiny_dataset, tiny_tokenizer_run, root / "tokens", progress=False)
@@ -51,7 +59,7 @@ def tiny_world_model(tiny_dataset, tiny_tokenizer_run, tmp_path_factory) -> Path
 @pytest.fixture(scope="session")
 def tiny_agent(tiny_world_model, tmp_path_factory) -> Path:
     """A PPO agent trained for two updates in the tiny world model's dream (RUN/agent.zip)."""
-    from genie_env.agent import AgentConfig, train_agent
+    from genie_env.agents.train import AgentConfig, train_agent
 
     cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), steps=256, num_envs=4, n_steps=32,
                       batch_size=64, n_epochs=1, horizon=8, precision="fp32")  # fmt: skip

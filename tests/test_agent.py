@@ -9,7 +9,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from genie_env.agent import AgentConfig, ImpalaCNN, load_agent, train_agent
+from genie_env.agents.networks import ImpalaCNN
+from genie_env.agents.policies import load_agent
+from genie_env.agents.train import AgentConfig, train_agent
 
 # a few hundred steps: enough for two PPO updates and a checkpoint, seconds on 2 cores
 SMALL = dict(steps=256, num_envs=4, n_steps=32, batch_size=64, n_epochs=1, checkpoint_every=128)

@@ -19,11 +19,11 @@ def run(args: list[str], cwd: Path = REPO, check: bool = True) -> subprocess.Com
 
 
 def genie(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "training.cli", *args], cwd=cwd, check=check)
+    return run([sys.executable, "-m", "genie_env.cli.cli", *args], cwd=cwd, check=check)
 
 
 def test_module_help_works_from_the_repo_root():
-    out = run([sys.executable, "-m", "training.collect", "--help"]).stdout
+    out = run([sys.executable, "-m", "genie_env.cli.collect", "--help"]).stdout
     for flag in ("--out", "--frames", "--num-envs", "--policy", "--resume", "--export-npy"):
         assert flag in out
     assert "sticky" in out
@@ -60,7 +60,9 @@ def test_collect_refuses_to_overwrite_and_names_the_fix(tmp_path):
     again = genie("collect", "--out", str(out), "--frames", "100", "--num-envs", "2", check=False)
     assert again.returncode == 1 and "pass --resume" in again.stderr
     bad_mode = genie("collect", "--out", str(tmp_path / "x"), "--distribution-mode", "medium", check=False)
-    assert bad_mode.returncode == 2 and "unknown distribution_mode 'medium'" in bad_mode.stderr
+    # a Literal field: tyro refuses the choice at parse time, naming the flag and the choices
+    assert bad_mode.returncode == 2 and "invalid choice 'medium' for argument '--distribution-mode'" in bad_mode.stderr
+    assert "('easy', 'hard')" in bad_mode.stderr
 
 
 def test_collect_with_no_flags_runs_the_original_default_job(tmp_path):

@@ -12,17 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genie_env.data.collect import CollectConfig, collect, export_npy
-from genie_env.data.format import DatasetError, load_shard, read_manifest, shard_infos, split_of, verify_dataset
-from genie_env.policies import StickyPolicy, make_policy
+from genie_env.agents.policies import StickyPolicy, make_policy
+from genie_env.data.collect import CollectConfig, export_npy
+from genie_env.data.format import load_shard, split_of, verify_dataset
+from genie_env.data.manifest import DatasetError, read_manifest
 
-from .conftest import TINY
+from .conftest import TINY, collect_with_policy
 
 
 def episodes_of(root: Path) -> dict[int, dict[str, np.ndarray]]:
     """Every episode of a dataset, by id, as arrays."""
     out = {}
-    for info in shard_infos(read_manifest(root)):
+    for info in read_manifest(root).shards:
         arrays = load_shard(root, info)
         ids = np.asarray(arrays["episode_ids"])
         for i in np.unique(ids):
@@ -32,10 +33,10 @@ def episodes_of(root: Path) -> dict[int, dict[str, np.ndarray]]:
 
 def test_collect_writes_verified_shards_with_whole_episodes(tiny_dataset):
     manifest = verify_dataset(tiny_dataset)
-    assert manifest["complete"] and manifest["resume_state"] is None
-    assert manifest["counts"]["frames"] >= TINY["frames"]
-    assert manifest["counts"]["frames"] < TINY["frames"] + TINY["num_envs"]
-    assert len(manifest["shards"]) >= 3
+    assert manifest.complete and manifest.resume_state is None
+    assert manifest.counts["frames"] >= TINY["frames"]
+    assert manifest.counts["frames"] < TINY["frames"] + TINY["num_envs"]
+    assert len(manifest.shards) >= 3
     for ep in episodes_of(tiny_dataset).values():
         ends = ep["terminations"] | ep["truncations"]
         assert ends[-1] and not ends[:-1].any()  # exactly one end, at the last row
@@ -48,7 +49,7 @@ def test_collect_writes_verified_shards_with_whole_episodes(tiny_dataset):
 def test_train_and_val_splits_share_no_level(tiny_dataset):
     manifest = read_manifest(tiny_dataset)
     levels = {"train": set(), "val": set()}
-    for info in shard_infos(manifest):
+    for info in manifest.shards:
         seeds = set(np.unique(load_shard(tiny_dataset, info)["level_seeds"]).tolist())
         levels[info.split] |= seeds
         assert all(split_of(s, TINY["val_fraction"]) == info.split for s in seeds)
@@ -57,7 +58,7 @@ def test_train_and_val_splits_share_no_level(tiny_dataset):
 
 def test_collection_is_deterministic_under_a_seed(tmp_path, tiny_dataset):
     again = tmp_path / "again"
-    collect(CollectConfig(out=str(again), **TINY))
+    collect_with_policy(CollectConfig(out=str(again), **TINY))
     a, b = episodes_of(tiny_dataset), episodes_of(again)
     assert a.keys() == b.keys()
     assert all(np.array_equal(a[i][k], b[i][k]) for i in a for k in a[i])
@@ -65,7 +66,10 @@ def test_collection_is_deterministic_under_a_seed(tmp_path, tiny_dataset):
 
 def test_killed_collection_resumes_to_the_same_episodes(tmp_path, tiny_dataset):
     out = tmp_path / "killed"
-    code = f"from genie_env.data.collect import *; collect(CollectConfig(out={str(out)!r}, **{TINY!r}))"
+    code = (
+        "from genie_env.agents.policies import collection_policy; from genie_env.data.collect import *; "
+        f"cfg = CollectConfig(out={str(out)!r}, **{TINY!r}); collect(cfg, collection_policy(cfg))"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     manifest_path = out / "manifest.json"
     deadline = time.time() + 60
@@ -79,8 +83,8 @@ def test_killed_collection_resumes_to_the_same_episodes(tmp_path, tiny_dataset):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = read_manifest(out)
-    assert not killed_at["complete"], "the run finished before it could be killed"
-    collect(CollectConfig(out=str(out), resume=True, **TINY))
+    assert not killed_at.complete, "the run finished before it could be killed"
+    collect_with_policy(CollectConfig(out=str(out), resume=True, **TINY))
     verify_dataset(out)
     a, b = episodes_of(tiny_dataset), episodes_of(out)
     assert a.keys() == b.keys()
@@ -91,9 +95,9 @@ def test_killed_collection_resumes_to_the_same_episodes(tmp_path, tiny_dataset):
 def test_resume_refuses_different_settings_and_fresh_run_refuses_existing_dataset(tiny_dataset):
     cfg = {**TINY, "seed": 8}
     with pytest.raises(DatasetError, match="different settings.*seed"):
-        collect(CollectConfig(out=str(tiny_dataset), resume=True, **cfg))
+        collect_with_policy(CollectConfig(out=str(tiny_dataset), resume=True, **cfg))
     with pytest.raises(DatasetError, match="already holds a dataset: pass --resume"):
-        collect(CollectConfig(out=str(tiny_dataset), **TINY))
+        collect_with_policy(CollectConfig(out=str(tiny_dataset), **TINY))
     verify_dataset(tiny_dataset)  # nothing already written was lost
 
 
@@ -101,7 +105,7 @@ def test_export_npy_writes_the_first_frames_as_one_array(tiny_dataset, tmp_path)
     arr = export_npy(tiny_dataset, tmp_path / "training_data.npy", 500)
     loaded = np.load(tmp_path / "training_data.npy")
     assert loaded.shape == (500, 64, 64, 3) and loaded.dtype == np.uint8
-    first = load_shard(tiny_dataset, shard_infos(read_manifest(tiny_dataset))[0])["frames"]
+    first = load_shard(tiny_dataset, read_manifest(tiny_dataset).shards[0])["frames"]
     assert np.array_equal(loaded, arr) and np.array_equal(loaded[:10], first[:10])
     with pytest.raises(DatasetError, match="holds only"):
         export_npy(tiny_dataset, tmp_path / "x.npy", 10**6)
@@ -112,7 +116,7 @@ def test_corrupted_shard_is_named_by_verify(tiny_dataset, tmp_path):
 
     root = tmp_path / "corrupt"
     shutil.copytree(tiny_dataset, root)
-    bad = shard_infos(read_manifest(root))[1]
+    bad = read_manifest(root).shards[1]
     path = root / bad.name / "frames.npy"
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
@@ -139,7 +143,7 @@ def test_truncated_or_missing_manifest_gives_clear_error(tiny_dataset, tmp_path)
 
 def test_long_episodes_are_split_and_marked_truncated(tmp_path):
     root = tmp_path / "split"
-    collect(CollectConfig(out=str(root), frames=400, num_envs=2, max_episode_frames=50, progress=False))
+    collect_with_policy(CollectConfig(out=str(root), frames=400, num_envs=2, max_episode_frames=50, progress=False))
     for ep in episodes_of(root).values():
         assert len(ep["actions"]) <= 50
         if len(ep["actions"]) == 50:

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from genie_env._io import file_sha256
 from genie_env.data.dataset import WindowDataset, episode_bounds, make_dataloader
-from genie_env.data.format import file_sha256, save_array
+from genie_env.data.format import save_array
 
 
 def test_windows_never_cross_episode_boundaries(tiny_dataset):

@@ -147,7 +147,7 @@ def test_genie_dream_writes_a_side_by_side_gif(tiny_world_model, tmp_path):
 
 
 def test_play_maps_keys_to_actions_and_runs_headless(tiny_world_model):
-    from training.play import action_from_keys
+    from genie_env.cli.play import action_from_keys
 
     from .test_cli import genie
 
@@ -190,8 +190,8 @@ def test_a_dreamed_coin_ends_the_episode_in_every_events_mode(tiny_world_model, 
 
 
 def test_context_file_round_trips_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
-    from genie_env.data.format import DatasetError
-    from genie_env.envs.context import ContextSource
+    from genie_env.data.context import ContextSource
+    from genie_env.data.manifest import DatasetError
 
     rng = np.random.default_rng(0)
     source = ContextSource(rng.integers(0, 256, (3, 2, 64, 64, 3), dtype=np.uint8), rng.integers(0, 15, (3, 1)))

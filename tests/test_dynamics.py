@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genie_env.evaluate.dynamics import _auc, _episodes, dreamed_event_probabilities, rollout_tokens
+from genie_env.evaluate.dynamics import _episodes, dreamed_event_probabilities, rollout_tokens
+from genie_env.metrics import roc_auc
 from genie_env.models import load_dynamics
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective, sample_mask
 from genie_env.models.st_transformer import STConfig, STTransformer, matmul_attention, rope, rope_table, sdpa
@@ -121,8 +122,8 @@ def test_event_heads_learn_a_synthetic_rule_with_calibrated_probabilities():
     with torch.no_grad():
         p = torch.sigmoid(m(tokens, torch.full_like(tokens, cfg.mask_id), actions).events)
     coin, term = p[..., 0].flatten().numpy(), p[..., 1].flatten().numpy()
-    assert _auc(term, (actions == 3).flatten().numpy()) > 0.95
-    assert _auc(coin, (actions == 5).flatten().numpy()) > 0.95
+    assert roc_auc(term, (actions == 3).flatten().numpy()) > 0.95
+    assert roc_auc(coin, (actions == 5).flatten().numpy()) > 0.95
     # calibrated: the mean probability is close to the base rate (1/15), not inflated by the class weight
     assert abs(term.mean() - 1 / 15) < 0.03
 

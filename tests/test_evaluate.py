@@ -9,21 +9,23 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+from genie_env.cli import compare as compare_cli
+from genie_env.cli import evaluate as evaluate_cli
+from genie_env.cli.cli import COMMANDS
 
-from genie_env.data.collect import CollectConfig, collect
-from genie_env.data.format import read_manifest, shard_infos
-from genie_env.evaluate.agent import (
+from genie_env.agents.compare import compare_results, format_table, load_result, to_row
+from genie_env.agents.evaluate import (
     DEFAULT_EVAL_START_LEVEL,
-    bootstrap_ci,
     check_disjoint,
     episode_quotas,
     evaluate_policy,
     held_out_levels,
 )
-from genie_env.evaluate.compare import compare_results, format_table, load_result, to_row
-from training import compare as compare_cli
-from training import evaluate as evaluate_cli
-from training.cli import COMMANDS
+from genie_env.data.collect import CollectConfig
+from genie_env.data.manifest import read_manifest
+from genie_env.metrics import bootstrap_ci
+
+from .conftest import collect_with_policy
 
 NOOP, RIGHT_UP = 4, 8  # NOOP never reaches the coin (cut at 1000 steps); RIGHT+UP ends episodes fast
 
@@ -43,7 +45,7 @@ class PerEnvPolicy:
 def eval_range_dataset(tmp_path_factory) -> Path:
     """A 300-frame dataset collected on levels 1,000,000..1,000,009, inside the default evaluation range."""
     root = tmp_path_factory.mktemp("eval_data") / "ds"
-    collect(CollectConfig(out=str(root), frames=300, num_envs=4, shard_frames=100, max_episode_frames=100,
+    collect_with_policy(CollectConfig(out=str(root), frames=300, num_envs=4, shard_frames=100, max_episode_frames=100,
                           start_level=DEFAULT_EVAL_START_LEVEL, num_levels=10, progress=False))  # fmt: skip
     return root
 
@@ -132,7 +134,7 @@ def test_evaluate_policy_idle_agent_never_succeeds_and_writes_a_300_frame_gif(tm
 
 
 def test_evaluate_policy_is_deterministic_under_a_seed():
-    from genie_env.policies import RandomPolicy
+    from genie_env.agents.policies import RandomPolicy
 
     a = evaluate_policy(RandomPolicy(4, seed=1), episodes=4, num_envs=4, seed=9, progress=False)
     b = evaluate_policy(RandomPolicy(4, seed=1), episodes=4, num_envs=4, seed=9, progress=False)
@@ -153,7 +155,7 @@ def test_held_out_levels_reads_a_levels_file_and_a_directory_holding_one(tmp_pat
 
 def test_held_out_levels_reads_every_shard_of_a_dataset(eval_range_dataset):
     expected = set()
-    for info in shard_infos(read_manifest(eval_range_dataset)):
+    for info in read_manifest(eval_range_dataset).shards:
         expected |= set(np.load(eval_range_dataset / info.name / "level_seeds.npy").tolist())
     seen = held_out_levels([eval_range_dataset])
     assert seen == expected and len(seen) >= 2
@@ -228,8 +230,8 @@ def test_load_result_names_the_file_and_the_missing_key(tmp_path):
 
 
 def test_genie_dispatches_evaluate_and_compare_to_their_scripts():
-    assert importlib.import_module(COMMANDS["evaluate"]).main is evaluate_cli.main
-    assert importlib.import_module(COMMANDS["compare"]).main is compare_cli.main
+    assert importlib.import_module(COMMANDS["evaluate"], "genie_env.cli").main is evaluate_cli.main
+    assert importlib.import_module(COMMANDS["compare"], "genie_env.cli").main is compare_cli.main
 
 
 def test_policy_spec_treats_a_bare_path_as_an_sb3_model():
@@ -265,7 +267,7 @@ def test_evaluate_cli_refuses_levels_seen_in_training_before_playing(eval_range_
 def test_evaluate_cli_names_a_missing_agent_file_and_an_unknown_policy(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main([str(tmp_path / "nope.zip"), "--episodes", "2", "--no-progress"])
-    assert e.value.code == 1 and f"SB3 model {tmp_path / 'nope.zip'} does not exist" in capsys.readouterr().err
+    assert e.value.code == 1 and f"agent {tmp_path / 'nope.zip'} does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["greedy", "--episodes", "2", "--no-progress"])
     assert e.value.code == 1 and "unknown policy 'greedy'" in capsys.readouterr().err

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from genie_env.cli import demo, pipeline
 
-from genie_env.checkpoint import read_config
-from genie_env.models import resolve_checkpoint
-from training import demo, pipeline
+from genie_env.checkpoint import read_config, resolve_checkpoint
 
 
 def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, capsys):

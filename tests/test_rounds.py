@@ -10,27 +10,31 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from genie_env.cli import train_dynamics
 
-from genie_env.agent import AgentConfig, train_agent
+from genie_env.agents.train import AgentConfig, train_agent
 from genie_env.checkpoint import CheckpointError, read_config
-from genie_env.data.collect import CollectConfig, collect
-from genie_env.data.format import dataset_level_seeds, read_manifest
-from genie_env.data.tokenize import tokenize_dataset
-from genie_env.envs.context import ContextSource
+from genie_env.data.collect import CollectConfig
+from genie_env.data.context import ContextSource
+from genie_env.data.dataset import token_windows
+from genie_env.data.format import dataset_level_seeds
+from genie_env.data.manifest import read_manifest
 from genie_env.envs.dream import GenieCoinRunVectorEnv
-from genie_env.models import load_dynamics
+from genie_env.models import init_weights, load_dynamics
 from genie_env.models.dynamics import DynamicsModel
+from genie_env.models.tokenize import tokenize_dataset
 from genie_env.world_model import package_world_model
-from training import train_dynamics
 
-from .conftest import TINY
+from .conftest import TINY, collect_with_policy
 
 
 @pytest.fixture(scope="module")
 def second_round(tiny_dataset, tiny_tokenizer_run, tiny_agent, tmp_path_factory):
     """Round 2's frames (collected by the tiny dream agent on other levels) and both rounds' tokens."""
     root = tmp_path_factory.mktemp("round2")
-    collect(CollectConfig(out=str(root / "data"), **{**TINY, "frames": 600, "seed": 11}, policy=f"sb3:{tiny_agent}"))
+    collect_with_policy(
+        CollectConfig(out=str(root / "data"), **{**TINY, "frames": 600, "seed": 11}, policy=f"sb3:{tiny_agent}")
+    )
     for name, data in (("tokens1", tiny_dataset), ("tokens2", root / "data")):
         tokenize_dataset(data, tiny_tokenizer_run, root / name, progress=False)
     return root
@@ -45,14 +49,14 @@ def _args(tokens, out, **kw):
 def test_dynamics_trains_on_both_rounds_and_fine_tunes_from_the_first(tiny_world_model, second_round):
     r = second_round
     tokens = (str(r / "tokens1"), str(r / "tokens2"))
-    both = train_dynamics.token_windows(tokens, 4, 1)
-    one = [train_dynamics.token_windows((t,), 4, 1) for t in tokens]
+    both = token_windows(tokens, 4, 1)
+    one = [token_windows((t,), 4, 1) for t in tokens]
     assert len(both) == sum(map(len, one)) and all(len(d) > 0 for d in one)
 
     first = tiny_world_model.parent / "dyn_run"  # the tiny world model's dynamics run
     fresh = DynamicsModel(load_dynamics(first).cfg)
     manifest = read_manifest(r / "tokens1", kind="tokens")
-    used = train_dynamics.init_weights(fresh, str(first), manifest["tokenizer"])
+    used = init_weights(fresh, str(first), manifest.tokenizer)
     source = load_dynamics(first).state_dict()
     assert all(torch.equal(v, source[k]) for k, v in fresh.state_dict().items())
 
@@ -109,7 +113,7 @@ def test_world_model_and_dreams_cover_both_rounds(tiny_dataset, tiny_tokenizer_r
     levels = json.loads((out / "levels.json").read_text())
     seeds1, seeds2 = dataset_level_seeds(tiny_dataset), dataset_level_seeds(r / "data")
     assert seeds2 - seeds1 and set(levels["level_seeds"]) == seeds1 | seeds2
-    assert levels["frames"] == sum(read_manifest(d)["counts"]["frames"] for d in datasets)
+    assert levels["frames"] == sum(read_manifest(d).counts["frames"] for d in datasets)
 
     # contexts are drawn from both datasets: the frames of each appear among them
     source = ContextSource.from_dataset(datasets, 1, "any", limit=10_000)
@@ -143,8 +147,9 @@ def test_agent_configs_written_with_a_single_context_path_still_resume(tiny_worl
 
 
 def test_pipeline_presets_validate_rounds_and_agent_features(tmp_path):
+    from genie_env.cli.pipeline import Pipeline, PipelineArgs
+
     from genie_env.presets import PipelinePreset, pipeline_preset
-    from training.pipeline import Pipeline, PipelineArgs
 
     assert pipeline_preset("cpu").rounds == 2 and pipeline_preset("tiny").rounds == 2
     with pytest.raises(ValueError, match="rounds must be >= 1"):

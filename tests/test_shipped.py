@@ -11,7 +11,7 @@ import numpy as np
 from stable_baselines3 import PPO
 
 import genie_env
-from genie_env.evaluate.agent import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL, check_disjoint
+from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL, check_disjoint
 from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
 
 

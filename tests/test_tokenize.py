@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from genie_env.data.dataset import WindowDataset
-from genie_env.data.format import DatasetError, load_shard, read_manifest, schema_of, shard_infos, verify_dataset
-from genie_env.data.tokenize import tokenize_dataset
+from genie_env.data.format import load_shard, schema_of, verify_dataset
+from genie_env.data.manifest import DatasetError, read_manifest
 from genie_env.evaluate.tokenizer import evaluate_tokenizer
 from genie_env.models import load_tokenizer
+from genie_env.models.tokenize import tokenize_dataset
 
 from .test_cli import genie
 
@@ -23,13 +24,13 @@ def test_tokenize_round_trip(tiny_dataset, tiny_tokenizer_run, tmp_path):
     manifest = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
     verify_dataset(out)
     source = read_manifest(tiny_dataset)
-    assert manifest["kind"] == "tokens" and manifest["complete"]
-    assert manifest["counts"]["frames"] == source["counts"]["frames"]
-    assert [s["name"] for s in manifest["shards"]] == [s["name"] for s in source["shards"]]
+    assert manifest.kind == "tokens" and manifest.complete
+    assert manifest.counts["frames"] == source.counts["frames"]
+    assert [s.name for s in manifest.shards] == [s.name for s in source.shards]
     tokenizer = load_tokenizer(tiny_tokenizer_run)
-    info = shard_infos(manifest)[0]
+    info = manifest.shards[0]
     tokens = load_shard(out, info, schema_of(manifest))
-    frames = load_shard(tiny_dataset, shard_infos(source)[0])
+    frames = load_shard(tiny_dataset, source.shards[0])
     assert tokens["tokens"].dtype == np.uint16 and tokens["tokens"].shape[1:] == (4, 4)
     expected = tokenizer.encode(torch.from_numpy(np.array(frames["frames"][:50]))[:, None])[:, 0]
     assert np.array_equal(tokens["tokens"][:50], expected.numpy())
@@ -39,7 +40,7 @@ def test_tokenize_round_trip(tiny_dataset, tiny_tokenizer_run, tmp_path):
     assert window["tokens"].dtype == torch.int64 and window["tokens"].shape == (4, 4, 4)
     # re-running into the same directory is a no-op, not a duplicate
     again = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
-    assert again["shards"] == manifest["shards"]
+    assert again.shards == manifest.shards
 
 
 def test_tokenize_refuses_mismatches(tiny_dataset, tiny_tokenizer_run, tmp_path):

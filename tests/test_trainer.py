@@ -17,9 +17,10 @@ from torch import nn
 
 from genie_env.checkpoint import CheckpointError
 from genie_env.data.dataset import WindowDataset
+from genie_env.models.common import StepResult, seed_everything
 from genie_env.models.tokenizer import Tokenizer, TokenizerObjective
 from genie_env.presets import tokenizer_preset
-from genie_env.trainer import NonFiniteLossError, StepResult, StepSampler, TrainConfig, Trainer, lr_at, seed_everything
+from genie_env.trainer import NonFiniteLossError, StepSampler, TrainConfig, Trainer, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = tokenizer_preset("tiny")
@@ -123,13 +124,13 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path)
     common = ["--preset", "tiny", "--data", str(tiny_dataset), "--train.steps", "6", "--train.log-every", "1",
               "--train.num-workers", "0"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "one")],
+    subprocess.run([sys.executable, "-m", "genie_env.cli.train_tokenizer", *common, "--out", str(tmp_path / "one")],
                    check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
     with socket.socket() as s:  # a free port: a fixed one can still be held by an earlier run
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          str(port), "-m", "training.train_tokenizer", *common, "--out", str(tmp_path / "two")],
+                          str(port), "-m", "genie_env.cli.train_tokenizer", *common, "--out", str(tmp_path / "two")],
                          env=env, cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
 
@@ -165,5 +166,5 @@ def test_gradient_accumulation_matches_the_same_global_batch(tmp_path):
         Trainer(objective, data, cfg, tmp_path / f"accum{accum}", "toy", cfg).fit()
         finals.append(objective.model.weight.detach().clone())
     assert torch.allclose(finals[0], finals[1], atol=1e-6)
-    with pytest.raises(ValueError, match="divisible by --grad-accum"):
+    with pytest.raises(ValueError, match="--train.batch-size 8 must be divisible by --train.grad-accum 3"):
         TrainConfig(batch_size=8, grad_accum=3)

@@ -1,6 +1,7 @@
 """The `genie` command: one subcommand per pipeline stage, each the `training/` script of that name.
 
-genie collect ...      == python -m training.collect ...
+The repo's `training/` folder installs as `genie_env.cli`, so from an installed package or the repo root:
+genie collect ...      == python -m genie_env.cli.collect ...   (== python -m training.collect ... in the repo)
 """
 
 from __future__ import annotations
@@ -10,26 +11,31 @@ import sys
 
 # subcommand -> module in training/, in pipeline order
 COMMANDS = {
-    "collect": "training.collect",
-    "data": "training.data",
-    "train-tokenizer": "training.train_tokenizer",
-    "tokenize": "training.tokenize",
-    "eval-tokenizer": "training.eval_tokenizer",
-    "train-dynamics": "training.train_dynamics",
-    "eval-dynamics": "training.eval_dynamics",
-    "export": "training.export",
-    "train-agent": "training.train_agent",
-    "evaluate": "training.evaluate",
-    "compare": "training.compare",
-    "dream": "training.dream",
-    "play": "training.play",
-    "pipeline": "training.pipeline",
-    "demo": "training.demo",
+    "collect": ".collect",
+    "data": ".data",
+    "train-tokenizer": ".train_tokenizer",
+    "tokenize": ".tokenize",
+    "eval-tokenizer": ".eval_tokenizer",
+    "train-dynamics": ".train_dynamics",
+    "eval-dynamics": ".eval_dynamics",
+    "export": ".export",
+    "train-agent": ".train_agent",
+    "evaluate": ".evaluate",
+    "compare": ".compare",
+    "dream": ".dream",
+    "play": ".play",
+    "pipeline": ".pipeline",
+    "demo": ".demo",
 }
 
 
+def _module(name: str):
+    """The module of a COMMANDS entry (relative to this package: `genie_env.cli` installed, `training` in the repo)."""
+    return importlib.import_module(name, __package__)
+
+
 def _summary(module_name: str) -> str:
-    doc = importlib.import_module(module_name).__doc__ or ""
+    doc = _module(module_name).__doc__ or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
-    importlib.import_module(COMMANDS[command]).main(rest)
+    _module(COMMANDS[command]).main(rest)
 
 
 if __name__ == "__main__":

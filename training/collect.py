@@ -14,9 +14,11 @@ import sys
 
 import tyro
 
+from genie_env.agents.policies import collection_policy
 from genie_env.data.collect import CollectConfig, collect
-from genie_env.data.format import DatasetError
-from training.common import fail, setup_logging
+from genie_env.data.manifest import DatasetError
+
+from .common import fail, setup_logging
 
 DEFAULT_JOB = ["--export-npy", "coinrun_data/training_data.npy"]
 
@@ -26,10 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     try:
         cfg = tyro.cli(CollectConfig, args=argv or DEFAULT_JOB, prog="genie collect", description=__doc__)
-        manifest = collect(cfg)
+        manifest = collect(cfg, collection_policy(cfg))
     except (DatasetError, ValueError, FileNotFoundError) as e:
         fail(str(e))
-    counts = manifest["counts"]
+    counts = manifest.counts
     print(
         f"{cfg.out}: {counts['frames']} frames, {counts['episodes']} episodes "
         f"(train {counts['train_frames']}, val {counts['val_frames']} frames)"

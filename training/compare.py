@@ -13,8 +13,9 @@ from typing import Annotated
 
 import tyro
 
-from genie_env.evaluate.compare import compare_results, load_result
-from training.common import fail
+from genie_env.agents.compare import compare_results, load_result
+
+from .common import fail
 
 
 @dataclass(frozen=True)

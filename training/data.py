@@ -8,9 +8,11 @@ from typing import Annotated
 
 import tyro
 
-from genie_env.data.format import DatasetError, verify_dataset
+from genie_env.data.format import verify_dataset
+from genie_env.data.manifest import DatasetError
 from genie_env.data.stats import dataset_summary, format_summary
-from training.common import fail, print_json
+
+from .common import fail, print_json
 
 
 def info(root: Annotated[Path, tyro.conf.Positional], json: bool = False) -> None:
@@ -34,7 +36,7 @@ def verify(root: Annotated[Path, tyro.conf.Positional]) -> None:
         root: the dataset directory
     """
     manifest = verify_dataset(root)
-    print(f"{root}: OK ({len(manifest['shards'])} shards, {manifest['counts']['frames']} frames)")
+    print(f"{root}: OK ({len(manifest.shards)} shards, {manifest.counts['frames']} frames)")
 
 
 def main(argv: list[str] | None = None) -> None:

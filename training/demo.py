@@ -16,15 +16,17 @@ from pathlib import Path
 
 import tyro
 
+from genie_env._io import atomic_write_json
+from genie_env.agents.compare import compare_results, format_table
 from genie_env.checkpoint import CheckpointError
-from genie_env.data.format import DatasetError, atomic_write_json
-from genie_env.evaluate.compare import compare_results, format_table
+from genie_env.data.manifest import DatasetError
 from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
-from training.common import fail, setup_logging
-from training.dream import DreamArgs
-from training.dream import run as dream
-from training.evaluate import EvaluateArgs
-from training.evaluate import run as evaluate
+
+from .common import fail, setup_logging
+from .dream import DreamArgs
+from .dream import run as dream
+from .evaluate import EvaluateArgs
+from .evaluate import run as evaluate
 
 
 @dataclass(frozen=True)

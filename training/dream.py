@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
+from genie_env.agents.policies import make_policy
 from genie_env.checkpoint import CheckpointError
-from genie_env.envs.context import ContextSource
+from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ProcgenCoinRunEnv
-from genie_env.policies import make_policy
 from genie_env.viz import save_gif
-from training.common import fail, setup_logging
+
+from .common import fail, setup_logging
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,19 @@ Writes eval_dynamics.json, rollout.gif (real | dream | difference) and psnr_vs_h
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
-from genie_env.checkpoint import CheckpointError, read_config, weights_sha256
-from genie_env.data.format import DatasetError, read_manifest
+from genie_env._io import atomic_write_json
+from genie_env.checkpoint import CheckpointError, resolve_checkpoint
+from genie_env.data.manifest import DatasetError, read_manifest
 from genie_env.evaluate.dynamics import evaluate_dynamics
-from genie_env.models import load_dynamics, load_tokenizer, resolve_checkpoint
-from training.common import fail, print_json, setup_logging
+from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
+
+from .common import fail, print_json, setup_logging
 
 
 @dataclass(frozen=True)
@@ -59,22 +60,18 @@ def main(argv: list[str] | None = None) -> None:
     args = tyro.cli(EvalDynamicsArgs, args=argv, prog="genie eval-dynamics", description=__doc__)
     try:
         manifest = read_manifest(args.tokens, kind="tokens")
-        tokenizer_path = resolve_checkpoint(args.tokenizer or manifest["tokenizer"]["path"])
+        tokenizer_path = resolve_checkpoint(args.tokenizer or manifest.tokenizer["path"])
         dyn_path = resolve_checkpoint(args.dynamics)
-        trained_with = read_config(dyn_path, kind="dynamics").get("tokenizer", {}).get("sha256")
-        if trained_with and trained_with != weights_sha256(tokenizer_path):
-            raise CheckpointError(f"{args.dynamics} was trained on tokens of another tokenizer than {tokenizer_path}")
+        check_trained_on(dyn_path, tokenizer_identity(tokenizer_path), str(tokenizer_path), dynamics_name=args.dynamics)
         result = evaluate_dynamics(
             load_dynamics(dyn_path), load_tokenizer(tokenizer_path), args.tokens,
-            args.data or manifest["source"]["path"], args.context, args.horizon, args.windows, args.steps,
+            args.data or manifest.source["path"], args.context, args.horizon, args.windows, args.steps,
             args.temperature, args.seed, out_dir=args.out_dir, dreamed_leads=args.dreamed_leads,
         )  # fmt: skip
     except (DatasetError, CheckpointError, ValueError) as e:
         fail(str(e))
     result = {"dynamics": args.dynamics, "tokens": args.tokens, **result}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_dynamics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(Path(args.out_dir) / "eval_dynamics.json", result)
     print_json(result)
 
 

@@ -6,18 +6,19 @@ ms per frame) and writes it, with a PNG grid of originals over reconstructions, 
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
+from genie_env._io import atomic_write_json
 from genie_env.checkpoint import CheckpointError
-from genie_env.data.format import DatasetError
+from genie_env.data.manifest import DatasetError
 from genie_env.evaluate.tokenizer import evaluate_tokenizer
 from genie_env.models import load_tokenizer
-from training.common import fail, print_json, setup_logging
+
+from .common import fail, print_json, setup_logging
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, CheckpointError, ValueError) as e:
         fail(str(e))
     result = {"tokenizer": args.tokenizer, "data": args.data, **result, "grid": str(out / "reconstructions.png")}
-    (out / "eval_tokenizer.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / "eval_tokenizer.json", result)
     print_json(result)
 
 

@@ -17,16 +17,18 @@ from typing import Annotated
 
 import tyro
 
-from genie_env.data.format import DatasetError, atomic_write_json
-from genie_env.evaluate.agent import (
+from genie_env._io import atomic_write_json
+from genie_env.agents.evaluate import (
     DEFAULT_EVAL_NUM_LEVELS,
     DEFAULT_EVAL_START_LEVEL,
     check_disjoint,
     evaluate_policy,
     held_out_levels,
 )
-from genie_env.policies import make_policy
-from training.common import fail, print_json, setup_logging
+from genie_env.agents.policies import make_policy
+from genie_env.data.manifest import DatasetError
+
+from .common import fail, print_json, setup_logging
 
 logger = logging.getLogger(__name__)
 

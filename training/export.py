@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 import tyro
 
-from genie_env.checkpoint import CheckpointError, export_checkpoint
-from genie_env.models import resolve_checkpoint
-from training.common import fail, setup_logging
+from genie_env.checkpoint import CheckpointError, export_checkpoint, resolve_checkpoint
+
+from .common import fail, setup_logging
 
 
 @dataclass(frozen=True)

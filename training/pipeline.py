@@ -28,7 +28,8 @@ from typing import Any
 import tyro
 
 from genie_env.presets import PipelinePreset, pipeline_preset
-from training.common import fail, setup_logging
+
+from .common import fail, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Pipeline:
         start = time.time()
         result = fn()
         self.record["stages"][name] = {"wall_s": round(time.time() - start, 1), "result": result}
-        from genie_env.data.format import atomic_write_json
+        from genie_env._io import atomic_write_json
 
         atomic_write_json(self.record_path, self.record)
 
@@ -109,19 +110,21 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def collect(self, round: int = 1) -> dict[str, Any]:
         """Round 1: the sticky-random policy; later rounds: the previous round's dream agent, on new levels."""
+        from genie_env.agents.policies import collection_policy
         from genie_env.data.collect import CollectConfig, collect
 
         data = self.path("data", round)
         policy = "sticky" if round == 1 else f"sb3:{self.path('agent_dream', round - 1) / 'agent.zip'}"
-        manifest = collect(CollectConfig(
+        cfg = CollectConfig(
             out=str(data), frames=self.preset.frames if round == 1 else self.preset.round_frames,
             num_envs=self.preset.collect_envs, seed=self.args.seed + round - 1, policy=policy,
             distribution_mode=self.args.distribution_mode, resume=(data / "manifest.json").exists(),
-        ))  # fmt: skip
-        return manifest["counts"]
+        )  # fmt: skip
+        manifest = collect(cfg, collection_policy(cfg))
+        return manifest.counts
 
     def train(self, kind: str, preset: str) -> dict[str, float]:
-        from training import train_dynamics, train_tokenizer
+        from . import train_dynamics, train_tokenizer
 
         module = train_tokenizer if kind == "tokenizer" else train_dynamics
         out = self.path(kind)
@@ -139,7 +142,7 @@ class Pipeline:
     def fine_tune(self, round: int, self_forcing: bool = False) -> dict[str, float]:
         """Fine-tune the previous round's dynamics on the tokens of every round so far; with `self_forcing`,
         go on from this round's fine-tune with self-forcing (the preset's `self_forcing_*` settings)."""
-        from training import train_dynamics
+        from . import train_dynamics
 
         p = self.preset
         out = self.path("dynamics_self_forcing" if self_forcing else "dynamics", round)
@@ -159,10 +162,10 @@ class Pipeline:
         return train_dynamics.run(args)
 
     def tokenize(self, round: int = 1) -> dict[str, Any]:
-        from genie_env.data.tokenize import tokenize_dataset
+        from genie_env.models.tokenize import tokenize_dataset
 
         manifest = tokenize_dataset(self.path("data", round), self.path("tokenizer"), self.path("tokens", round))
-        return manifest["counts"]
+        return manifest.counts
 
     def package(self, round: int = 1) -> str:
         """The world model of `round`: its dynamics, and the real data of every round so far."""
@@ -174,7 +177,7 @@ class Pipeline:
         return str(out)
 
     def agent_config(self, env: str, steps: int, round: int = 1):
-        from genie_env.agent import AgentConfig
+        from genie_env.agents.train import AgentConfig
 
         p = self.preset
         return AgentConfig(
@@ -187,7 +190,7 @@ class Pipeline:
         )  # fmt: skip
 
     def agent(self, env: str, steps: int, round: int = 1) -> str:
-        from genie_env.agent import train_agent
+        from genie_env.agents.train import train_agent
 
         run = self.path(f"agent_{env}", round)
         resume = (run / "checkpoints" / "latest.zip").exists()
@@ -215,9 +218,10 @@ class Pipeline:
     def evaluate(self) -> dict[str, float]:
         """Every policy on held-out real levels (checked disjoint from every level behind the world
         models and the agents); DIR/eval/NAME.json each."""
-        from genie_env.data.format import atomic_write_json
-        from training.evaluate import EvaluateArgs
-        from training.evaluate import run as evaluate
+        from genie_env._io import atomic_write_json
+
+        from .evaluate import EvaluateArgs
+        from .evaluate import run as evaluate
 
         rounds = range(1, self.preset.rounds + 1)
         exclude = tuple(str(self.path(d, k)) for k in rounds for d in ("world_model", "agent_dream"))
@@ -234,7 +238,7 @@ class Pipeline:
         return returns
 
     def compare(self) -> dict[str, str]:
-        from genie_env.evaluate.compare import compare_results, format_table, load_result
+        from genie_env.agents.compare import compare_results, format_table, load_result
 
         results = [load_result(self.path("eval") / f"{n}.json") for n in self.policies()]
         paths = compare_results(results, self.path("compare"))
@@ -257,7 +261,7 @@ def _check(preset: PipelinePreset) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from genie_env.checkpoint import CheckpointError
-    from genie_env.data.format import DatasetError
+    from genie_env.data.manifest import DatasetError
 
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()

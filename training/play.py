@@ -15,11 +15,12 @@ import numpy as np
 import tyro
 
 from genie_env.checkpoint import CheckpointError
-from genie_env.envs.context import ContextSource
+from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ACTION_MEANINGS, ProcgenCoinRunEnv
 from genie_env.viz import upscale
-from training.common import fail, setup_logging
+
+from .common import fail, setup_logging
 
 
 @dataclass(frozen=True)

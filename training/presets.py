@@ -28,9 +28,10 @@ def train_main(cls: type[T], make_default: Callable[[str], T], run: Callable[[T]
     """The body of every `genie train-*` command: parse from a preset, train, print the last metrics as
     JSON; a bad dataset, checkpoint, config or a NaN loss ends with a clear error and exit code 1."""
     from genie_env.checkpoint import CheckpointError
-    from genie_env.data.format import DatasetError
+    from genie_env.data.manifest import DatasetError
     from genie_env.trainer import NonFiniteLossError
-    from training.common import fail, print_json, setup_logging
+
+    from .common import fail, print_json, setup_logging
 
     setup_logging()
     args = parse_with_preset(cls, make_default, argv, prog, doc)

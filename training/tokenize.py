@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import tyro
 
 from genie_env.checkpoint import CheckpointError
-from genie_env.data.format import DatasetError
-from genie_env.data.tokenize import tokenize_dataset
-from training.common import fail, setup_logging
+from genie_env.data.manifest import DatasetError
+from genie_env.models.tokenize import tokenize_dataset
+
+from .common import fail, setup_logging
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         manifest = tokenize_dataset(args.data, args.tokenizer, args.out, args.batch_size, args.device)
     except (DatasetError, CheckpointError) as e:
         fail(str(e))
-    grid = "x".join(map(str, manifest["token_grid"]))
-    digest = manifest["tokenizer"]["sha256"][:12]
-    print(f"{args.out}: {manifest['counts']['frames']} frames as {grid} tokens (tokenizer {digest})")
+    grid = "x".join(map(str, manifest.token_grid))
+    digest = manifest.tokenizer["sha256"][:12]
+    print(f"{args.out}: {manifest.counts['frames']} frames as {grid} tokens (tokenizer {digest})")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import tyro
 
-from genie_env.agent import AgentConfig, train_agent
+from genie_env.agents.train import AgentConfig, train_agent
 from genie_env.checkpoint import CheckpointError
-from genie_env.data.format import DatasetError
-from training.common import fail, print_json, setup_logging
+from genie_env.data.manifest import DatasetError
+
+from .common import fail, print_json, setup_logging
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 import tyro
 
 from genie_env.data.dataset import WindowDataset
+from genie_env.models.common import seed_everything
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
 from genie_env.presets import tokenizer_preset
-from genie_env.trainer import TrainConfig, Trainer, seed_everything
-from training.presets import train_main
+from genie_env.trainer import TrainConfig, Trainer
+
+from .presets import train_main
 
 
 @dataclass(frozen=True)

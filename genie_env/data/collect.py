@@ -12,6 +12,7 @@ episodes, in the same shards, as a run that was never interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -24,24 +25,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from genie_env.data.format import (
-    FORMAT_VERSION,
-    SCHEMAS,
-    DatasetError,
-    ShardInfo,
-    atomic_write_json,
-    load_shard,
-    read_manifest,
-    remove_orphans,
-    save_array,
-    shard_infos,
-    split_of,
-    write_shard,
-)
-from genie_env.envs.real import FRAME_SHAPE, PROCGEN_TIMEOUT, LevelConfig, make_procgen
-from genie_env.policies import Policy, make_policy
+from genie_env._io import atomic_path
+from genie_env.checkpoint import resume_mismatches
+from genie_env.data.format import SCHEMAS, load_shard, remove_orphans, save_array, split_of, write_shard
+from genie_env.data.manifest import DatasetError, Manifest, ShardInfo, read_manifest, write_manifest
+from genie_env.games import FRAME_SHAPE, PROCGEN_TIMEOUT, DistributionMode, LevelConfig, Policy, env_state, make_procgen
 
 logger = logging.getLogger(__name__)
+
+
+# settings a resumed collection may change: where it writes, how far it goes and how it reports
+RESUMABLE_CHANGES = {"out", "frames", "resume", "export_npy", "progress"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,7 @@ class CollectConfig:
     """sticky policy: probability of repeating the previous action"""
     seed: int = 0
     """seed of the levels and of the policy"""
-    distribution_mode: str = "easy"
+    distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty: easy or hard"""
     start_level: int = 0
     """first level seed"""
@@ -100,11 +94,8 @@ class CollectConfig:
         return LevelConfig(self.distribution_mode, self.start_level, self.num_levels)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues."""
-        d = asdict(self)
-        for key in ("out", "frames", "resume", "export_npy", "progress"):
-            d.pop(key)
-        return d
+        """The settings a resumed run must share with the run it continues (recorded in the manifest)."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
 
 
 class _ArrayPool:
@@ -157,12 +148,13 @@ class _ShardBuffer:
 
 
 class Collector:
-    """Runs one collection (see the module docstring); `run()` returns the final manifest."""
+    """Runs one collection (see the module docstring) with `policy`, the behaviour policy `cfg.policy`
+    names (`genie_env.agents.policies.make_policy` builds it); `run()` returns the final manifest."""
 
-    def __init__(self, cfg: CollectConfig) -> None:
+    def __init__(self, cfg: CollectConfig, policy: Policy) -> None:
         self.cfg = cfg
         self.root = Path(cfg.out)
-        self.policy: Policy = make_policy(cfg.policy, cfg.num_envs, cfg.seed, cfg.sticky_prob)
+        self.policy = policy
         e, cap = cfg.num_envs, cfg.max_episode_frames
         self.ep_frames = np.empty((e, cap, *FRAME_SHAPE), np.uint8)
         self.ep_actions = np.zeros((e, cap), np.int64)
@@ -200,26 +192,27 @@ class Collector:
         self.ep_level[:] = [i["level_seed"] for i in self.env.get_info()]
         self.start_states = self.env.get_state()
 
-    def _start_resumed(self) -> dict[str, Any] | None:
+    def _start_resumed(self) -> Manifest | None:
         """Restore the state saved with the last commit; returns the manifest if it is already complete."""
         manifest = read_manifest(self.root, kind="frames")
-        saved = manifest.get("collect", {})
-        mine = self.cfg.identity()
-        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        diff = resume_mismatches(manifest.collect, self.cfg.identity())
         if diff:
-            named = ", ".join(f"{k}: dataset {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-            raise DatasetError(f"--resume with different settings than {self.root} was collected with ({named})")
-        if manifest.get("complete"):
+            raise DatasetError(
+                f"--resume with different settings than {self.root} was collected with (dataset vs now: "
+                + "; ".join(diff)
+                + ")"
+            )
+        if manifest.complete:
             return manifest
-        self.resume_name = manifest.get("resume_state")
+        self.resume_name = manifest.resume_state
         removed = remove_orphans(self.root, manifest, keep={self.resume_name} if self.resume_name else set())
         if removed:
             logger.info("removed files a killed run left behind: %s", removed)
         if self.resume_name is None:  # killed before the first commit: nothing to continue from
             self._start_env()
             return None
-        self.shards = shard_infos(manifest)
-        state = manifest["state"]
+        self.shards = list(manifest.shards)
+        state = manifest.state
         self.next_episode_id = state["next_episode_id"]
         self.kept = dict(state["kept"])
         self.shard_index = state["shard_index"]
@@ -235,12 +228,12 @@ class Collector:
         return None
 
     # ------------------------------------------------------------------------ main loop
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Manifest:
         cfg = self.cfg
         if cfg.resume:
             done_manifest = self._start_resumed()
             if done_manifest is not None:
-                logger.info("%s is already complete (%d frames)", self.root, done_manifest["counts"]["frames"])
+                logger.info("%s is already complete (%d frames)", self.root, done_manifest.counts["frames"])
                 return done_manifest
         else:
             self._start_fresh()
@@ -310,7 +303,7 @@ class Collector:
             self.ep_len[e] = 0
             if ended:
                 self.ep_level[e] = int(info[e]["level_seed"])
-            self.start_states[e] = _env_state(self.env, e)
+            self.start_states[e] = env_state(self.env, e)
 
     # ------------------------------------------------------------------------- commits
     def _flush(self, complete: bool) -> None:
@@ -374,44 +367,35 @@ class Collector:
         self.env.set_state(now_states)
 
     def _submit_commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, complete: bool) -> None:
-        header = {
-            "format_version": FORMAT_VERSION,
-            "kind": "frames",
-            "env": {"env_name": "coinrun", **asdict(self.cfg.levels)},
-            "collect": self.cfg.identity(),
-            "counts": dict(self.kept),
-            "complete": complete,
-            "state": {
+        header = Manifest(
+            kind="frames", complete=complete, env={"env_name": "coinrun", **asdict(self.cfg.levels)},
+            collect=self.cfg.identity(),
+            state={
                 "next_episode_id": self.next_episode_id,
                 "kept": dict(self.kept),
                 "shard_index": self.shard_index,
                 "policy": json.loads(json.dumps(self.policy.get_state())),
             },
-        }
+        )  # fmt: skip
         for fut in self.pending:
             if fut.done():
                 fut.result()  # re-raise a writer error here, in the main thread
         self.pending = [f for f in self.pending if not f.done()]
         self.pending.append(self.writer.submit(self._commit, jobs, snapshot, header))
 
-    def _commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, header: dict[str, Any]) -> None:
+    def _commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, header: Manifest) -> None:
         """Writer thread: shards, then the resume state, then the manifest (the commit point)."""
         for name, split, arrays, n in jobs:
             self.shards.append(write_shard(self.root, name, split, {k: a[:n] for k, a in arrays.items()}))
             self.pool.give(arrays)
         old = self.resume_name
         if snapshot is not None:
-            self.resume_name = f"resume_{header['state']['shard_index']:06d}.npz"
-            tmp = self.root / f".{self.resume_name}.tmp"
-            with open(tmp, "wb") as f:
+            self.resume_name = f"resume_{header.state['shard_index']:06d}.npz"
+            with atomic_path(self.root / self.resume_name) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **snapshot)
-            tmp.replace(self.root / self.resume_name)
         else:
             self.resume_name = None
-        header["resume_state"] = self.resume_name
-        header["shards"] = [s.to_json() for s in self.shards]
-        header["counts"] = _counts(self.shards)
-        atomic_write_json(self.root / "manifest.json", header)
+        write_manifest(self.root, dataclasses.replace(header, resume_state=self.resume_name, shards=tuple(self.shards)))
         if old and old != self.resume_name:
             (self.root / old).unlink(missing_ok=True)
 
@@ -421,30 +405,11 @@ class Collector:
         self.pending = []
 
 
-def _env_state(env, index: int) -> bytes:
-    """The serialized procgen state of one env of a batch (procgen's `get_state` serializes all N)."""
-    from procgen.env import MAX_STATE_SIZE
-
-    buf = env._ffi.new(f"char[{MAX_STATE_SIZE}]")
-    n = env.call_c_func("get_state", index, buf, MAX_STATE_SIZE)
-    return bytes(env._ffi.buffer(buf, n))
-
-
-def _counts(shards: list[ShardInfo]) -> dict[str, int]:
-    counts = {"frames": 0, "episodes": 0, "train_frames": 0, "val_frames": 0, "train_episodes": 0, "val_episodes": 0}
-    for s in shards:
-        counts["frames"] += s.num_frames
-        counts["episodes"] += s.num_episodes
-        counts[f"{s.split}_frames"] += s.num_frames
-        counts[f"{s.split}_episodes"] += s.num_episodes
-    return counts
-
-
-def collect(cfg: CollectConfig) -> dict[str, Any]:
-    """Run a collection and return its manifest (see `CollectConfig` for the settings)."""
+def collect(cfg: CollectConfig, policy: Policy) -> Manifest:
+    """Run a collection with `policy` (the behaviour policy `cfg.policy` names) and return its manifest."""
     start = time.perf_counter()
-    manifest = Collector(cfg).run()
-    logger.info("collected %d frames in %.1fs", manifest["counts"]["frames"], time.perf_counter() - start)
+    manifest = Collector(cfg, policy).run()
+    logger.info("collected %d frames in %.1fs", manifest.counts["frames"], time.perf_counter() - start)
     return manifest
 
 
@@ -452,7 +417,7 @@ def export_npy(root: Path, path: Path, frames: int) -> np.ndarray:
     """Write the dataset's first `frames` frames (manifest order) as one uint8 (N, 64, 64, 3) .npy, atomically."""
     manifest = read_manifest(root, kind="frames")
     parts, total = [], 0
-    for info in shard_infos(manifest):
+    for info in manifest.shards:
         if total >= frames:
             break
         arr = load_shard(root, info)["frames"][: frames - total]
@@ -461,8 +426,6 @@ def export_npy(root: Path, path: Path, frames: int) -> np.ndarray:
     if total < frames:
         raise DatasetError(f"{root} holds only {total} frames, cannot export {frames}")
     out = np.concatenate(parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_array(tmp, out)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_array(tmp, out)
     return out

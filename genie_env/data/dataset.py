@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from genie_env.data.format import load_shard, read_manifest, schema_of, shard_infos
+from genie_env.data.format import load_shard, schema_of
+from genie_env.data.manifest import Manifest, read_manifest
 
 
 def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +44,10 @@ class WindowDataset(Dataset):
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        self.kind = self.manifest["kind"]
+        self.kind = self.manifest.kind
         self.window = window
         schema = schema_of(self.manifest)
-        self.shards = [load_shard(self.root, info, schema) for info in shard_infos(self.manifest, split)]
+        self.shards = [load_shard(self.root, info, schema) for info in self.manifest.shards_of(split)]
         index = []
         for s, arrays in enumerate(self.shards):
             events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) > 0) | np.asarray(arrays["terminations"])])
@@ -93,3 +94,25 @@ def make_dataloader(
         persistent_workers=workers > 0,
         drop_last=drop_last,
     )
+
+
+def token_manifests(roots: tuple[str, ...]) -> list[Manifest]:
+    """The manifests of token datasets trained on together; ValueError (naming `--tokens`) unless they share
+    one token grid, vocabulary and tokenizer."""
+    if not roots:
+        raise ValueError("--tokens: give at least one token dataset directory")
+    manifests = [read_manifest(r, kind="tokens") for r in roots]
+    first = manifests[0]
+    for root, m in zip(roots[1:], manifests[1:]):
+        for key in ("token_grid", "codebook_size"):
+            if getattr(m, key) != getattr(first, key):
+                raise ValueError(f"--tokens: {root} has {key} {getattr(m, key)}, {roots[0]} has {getattr(first, key)}")
+        if m.tokenizer["sha256"] != first.tokenizer["sha256"]:
+            raise ValueError(f"--tokens: {root} and {roots[0]} were tokenized with different tokenizers")
+    return manifests
+
+
+def token_windows(roots: tuple[str, ...], window: int, oversample_events: int) -> Dataset:
+    """The train windows of every token dataset, together (each window drawn as often as in its own dataset)."""
+    parts = [WindowDataset(root, "train", window=window, oversample_events=oversample_events) for root in roots]
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)

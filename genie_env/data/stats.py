@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import SPLITS, load_shard, read_manifest, schema_of, shard_infos
-from genie_env.envs.real import ACTION_MEANINGS, NUM_ACTIONS
+from genie_env.data.format import load_shard, schema_of
+from genie_env.data.manifest import SPLITS, read_manifest
+from genie_env.games import ACTION_MEANINGS, NUM_ACTIONS
 
 
 def _describe(x: np.ndarray) -> dict[str, float]:
@@ -28,7 +29,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
     per_split: dict[str, dict[str, list]] = {s: {"returns": [], "lengths": [], "term": [], "trunc": []} for s in SPLITS}
     actions = {s: np.zeros(NUM_ACTIONS, np.int64) for s in SPLITS}
     levels = {s: set() for s in SPLITS}
-    for info in shard_infos(manifest):
+    for info in manifest.shards:
         arrays = load_shard(root, info, schema_of(manifest))
         starts, ends = episode_bounds(arrays["episode_ids"])
         acc = per_split[info.split]
@@ -62,11 +63,11 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
 
     return {
         "root": str(root),
-        "kind": manifest["kind"],
-        "complete": bool(manifest.get("complete", False)),
-        "env": manifest.get("env", {}),
-        "collect": manifest.get("collect", {}),
-        "shards": len(manifest["shards"]),
+        "kind": manifest.kind,
+        "complete": manifest.complete,
+        "env": manifest.env,
+        "collect": manifest.collect,
+        "shards": len(manifest.shards),
         "all": summarize(SPLITS),
         **{split: summarize((split,)) for split in SPLITS},
     }

@@ -13,13 +13,21 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
-from genie_env.envs.context import ContextSource
-from genie_env.envs.real import ACTION_MEANINGS, FRAME_SHAPE, NUM_ACTIONS, check_action, check_actions, vector_seeds
-from genie_env.models.dynamics import COIN_REWARD
+from genie_env.data.context import ContextSource
+from genie_env.envs.real import vector_seeds
+from genie_env.games import (
+    ACTION_MEANINGS,
+    COIN_REWARD,
+    FRAME_SHAPE,
+    action_space,
+    check_action,
+    check_actions,
+    observation_space,
+)
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
 
 EVENT_MODES = ("threshold", "sample", "expected")
@@ -80,8 +88,7 @@ class DreamBatch:
         tokens = wm.encode(frames[None]).flatten(2)[0]  # (C, S)
         sub = dyn.new_cache(1)
         with wm.autocast():
-            for c in range(len(actions)):
-                dyn.observe(sub, tokens[c : c + 1], torch.tensor(actions[c : c + 1], device=wm.device))
+            dyn.prime(sub, tokens[None], torch.tensor(actions[None], device=wm.device))
         self.cache.assign(torch.tensor([i]), sub)
         self.prev[i] = tokens[-1]
         grid = wm.tokenizer.cfg.grid
@@ -114,10 +121,6 @@ class DreamBatch:
         self.dream_step += 1
         info = {"termination_prob": term_p, "reward_prob": coin_p, "dream_step": self.dream_step.copy()}
         return self.frames.copy(), rewards.astype(np.float32), terminated, info
-
-
-def _observation_space() -> spaces.Box:
-    return spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
 
 
 class GenieCoinRunEnv(gym.Env):
@@ -154,8 +157,8 @@ class GenieCoinRunEnv(gym.Env):
         self.dream = DreamBatch(wm, source, 1, events=events, **(sampling or {}))
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
-        self.observation_space = _observation_space()
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = observation_space()
+        self.action_space = action_space()
         self.action_meanings = ACTION_MEANINGS
         self._started = False
         self._window = None
@@ -223,10 +226,10 @@ class GenieCoinRunVectorEnv(VectorEnv):
         self.world_model = wm
         self.dream = DreamBatch(wm, source, num_envs, events=events, **(sampling or {}))
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
-        self.single_observation_space = _observation_space()
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = spaces.Box(0, 255, (num_envs, *FRAME_SHAPE), np.uint8)
-        self.action_space = spaces.MultiDiscrete(np.full(num_envs, NUM_ACTIONS))
+        self.single_observation_space = observation_space()
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = ACTION_MEANINGS
         self._rngs: list[np.random.Generator] | None = None
 

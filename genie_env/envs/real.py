@@ -11,83 +11,26 @@ before its final action, the nearest real frame there is.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
-from genie_env._compat import import_gym_quietly
-
-logger = logging.getLogger(__name__)
-
-FRAME_SHAPE = (64, 64, 3)
-NUM_ACTIONS = 15
-# procgen's own time limit for every game: the episode is cut after this many steps.
-PROCGEN_TIMEOUT = 1000
-# Procgen's button combos for action ids 0..14, in its own order (procgen/env.py get_combos).
-ACTION_MEANINGS = (
-    "LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
-    "D", "A", "W", "S", "Q", "E",
-)  # fmt: skip
-DISTRIBUTION_MODES = ("easy", "hard")
-_MAX_RAND_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class LevelConfig:
-    """Which CoinRun levels an env plays; shared by the single env, the batched env and collection."""
-
-    distribution_mode: str = "easy"
-    """procgen difficulty: "easy" (the project default, as in the Procgen benchmark) or "hard\""""
-    start_level: int = 0
-    """first level seed of the level range"""
-    num_levels: int = 0
-    """number of levels in the range; 0 means unbounded (every level seed is possible)"""
-    use_sequential_levels: bool = False
-    """reaching the coin moves on to the next level instead of ending the episode"""
-
-    def __post_init__(self) -> None:
-        if self.distribution_mode not in DISTRIBUTION_MODES:
-            raise ValueError(
-                f"unknown distribution_mode {self.distribution_mode!r}: "
-                f"CoinRun supports {', '.join(map(repr, DISTRIBUTION_MODES))}"
-            )
-        if self.start_level < 0 or self.start_level > _MAX_RAND_SEED:
-            raise ValueError(f"start_level must be in [0, {_MAX_RAND_SEED}], got {self.start_level}")
-        if self.num_levels < 0:
-            raise ValueError(f"num_levels must be >= 0 (0 = unbounded), got {self.num_levels}")
-
-
-def _procgen_env_class():
-    """procgen's gym3 env class (procgen imports gym 0.26, whose notice is swallowed)."""
-    import_gym_quietly()
-    from procgen import ProcgenGym3Env
-
-    return ProcgenGym3Env
-
-
-def make_procgen(num: int, rand_seed: int, levels: LevelConfig):
-    """Create a gym3 `ProcgenGym3Env` running `num` CoinRun levels."""
-    return _procgen_env_class()(
-        num=num,
-        env_name="coinrun",
-        distribution_mode=levels.distribution_mode,
-        start_level=levels.start_level,
-        num_levels=levels.num_levels,
-        use_sequential_levels=levels.use_sequential_levels,
-        rand_seed=rand_seed,
-    )
-
-
-def rand_seed_for(seed: int | None) -> int:
-    """The procgen `rand_seed` a Gymnasium reset seed maps to (the same in single and batched env)."""
-    rng, _ = seeding.np_random(seed)
-    return int(rng.integers(_MAX_RAND_SEED))
+from genie_env.games import (
+    ACTION_MEANINGS,
+    MAX_RAND_SEED,
+    PROCGEN_TIMEOUT,
+    LevelConfig,
+    action_space,
+    check_action,
+    check_actions,
+    initial_state,
+    make_procgen,
+    observation_space,
+    rand_seed_for,
+)
 
 
 def vector_seeds(seed: int | list[int] | None, num_envs: int) -> list[int | None]:
@@ -100,48 +43,6 @@ def vector_seeds(seed: int | list[int] | None, num_envs: int) -> list[int | None
     if len(seeds) != num_envs:
         raise ValueError(f"reset got {len(seeds)} seeds for {num_envs} envs")
     return seeds
-
-
-def _initial_state(rand_seed: int, levels: LevelConfig) -> bytes:
-    """The serialized state of a fresh single-level procgen env with this rand_seed."""
-    env = make_procgen(1, rand_seed, levels)
-    try:
-        return env.get_state()[0]
-    finally:
-        env.close()
-
-
-def check_action(action: Any) -> int:
-    """Validate one CoinRun action and return it as int; raises TypeError/ValueError naming the problem."""
-    arr = np.asarray(action)
-    if arr.shape != ():
-        raise ValueError(f"action must be a single integer, got an array of shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"action must be an integer, got {action!r} of dtype {arr.dtype}")
-    value = int(arr)
-    if not 0 <= value < NUM_ACTIONS:
-        raise ValueError(f"action {value} out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})")
-    return value
-
-
-def check_actions(actions: Any, num_envs: int) -> np.ndarray:
-    """Validate a batch of actions: integer array of shape (num_envs,) in 0..14; returns int32."""
-    arr = np.asarray(actions)
-    if arr.shape != (num_envs,):
-        raise ValueError(f"actions must have shape ({num_envs},) for {num_envs} envs, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"actions must be integers, got dtype {arr.dtype}")
-    bad = (arr < 0) | (arr >= NUM_ACTIONS)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"action {int(arr[i])} (env {i}) out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
-        )
-    return arr.astype(np.int32)
-
-
-def _observation_space() -> spaces.Box:
-    return spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
 
 
 class ProcgenCoinRunEnv(gym.Env):
@@ -186,8 +87,8 @@ class ProcgenCoinRunEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.observation_space = _observation_space()
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = observation_space()
+        self.action_space = action_space()
         self.action_meanings = ACTION_MEANINGS
         self._procgen = None
         self._obs: np.ndarray | None = None
@@ -202,7 +103,7 @@ class ProcgenCoinRunEnv(gym.Env):
         if seed is not None or not self._pending_reset:
             if self._procgen is not None:
                 self._procgen.close()
-            rand_seed = rand_seed_for(seed) if seed is not None else int(self.np_random.integers(_MAX_RAND_SEED))
+            rand_seed = rand_seed_for(seed) if seed is not None else int(self.np_random.integers(MAX_RAND_SEED))
             self._procgen = make_procgen(1, rand_seed, self.levels)
             _, obs, _ = self._procgen.observe()
             self._obs = obs["rgb"][0].copy()
@@ -288,13 +189,13 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         self.levels = LevelConfig(distribution_mode, start_level, num_levels, use_sequential_levels)
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.single_observation_space = _observation_space()
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = spaces.Box(0, 255, (num_envs, *FRAME_SHAPE), np.uint8)
-        self.action_space = spaces.MultiDiscrete(np.full(num_envs, NUM_ACTIONS))
+        self.single_observation_space = observation_space()
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = ACTION_MEANINGS
         self._procgen = None
-        self._obs = np.zeros((num_envs, *FRAME_SHAPE), np.uint8)
+        self._obs = np.zeros(self.observation_space.shape, np.uint8)
         self._episode_len = np.zeros(num_envs, np.int64)
         self._episode_id = np.zeros(num_envs, np.int64)
         self._level_seed = np.zeros(num_envs, np.int64)
@@ -303,9 +204,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         seeds = vector_seeds(seed, self.num_envs)
         super().reset(seed=None if seed is None else seeds[0])
-        rand_seeds = [
-            rand_seed_for(s) if s is not None else int(self.np_random.integers(_MAX_RAND_SEED)) for s in seeds
-        ]
+        rand_seeds = [rand_seed_for(s) if s is not None else int(self.np_random.integers(MAX_RAND_SEED)) for s in seeds]
         if self._procgen is not None:
             self._procgen.close()
         if seed is not None:
@@ -313,7 +212,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         self._procgen = make_procgen(self.num_envs, rand_seeds[0], self.levels)
         if self.num_envs > 1:
             # Each slot gets the exact state of a single env created with its own rand_seed.
-            self._procgen.set_state([_initial_state(r, self.levels) for r in rand_seeds])
+            self._procgen.set_state([initial_state(r, self.levels) for r in rand_seeds])
         _, obs, _ = self._procgen.observe()
         self._obs = obs["rgb"].copy()
         self._episode_len[:] = 0

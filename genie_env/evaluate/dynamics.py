@@ -12,9 +12,10 @@ import torch
 from tqdm import tqdm
 
 from genie_env.data.dataset import WindowDataset, episode_bounds
-from genie_env.data.format import DatasetError, load_shard, read_manifest, schema_of, shard_infos
-from genie_env.metrics import FrameErrors
-from genie_env.models.dynamics import DynamicsModel, StepOutput
+from genie_env.data.format import load_shard, schema_of
+from genie_env.data.manifest import DatasetError, read_manifest
+from genie_env.metrics import FrameErrors, expected_calibration_error, roc_auc
+from genie_env.models.dynamics import DynamicsModel
 from genie_env.models.tokenizer import Tokenizer
 from genie_env.viz import save_gif
 
@@ -22,76 +23,26 @@ HORIZONS = (1, 4, 8, 16)
 DREAMED_LEADS = (4, 8)  # dreamed frames before the transitions whose events `dreamed_events` scores
 
 
-@torch.no_grad()
-def rollout_steps(
-    model: DynamicsModel,
-    context: torch.Tensor,
-    context_actions: torch.Tensor,
-    actions: torch.Tensor,
-    steps: int = 1,
-    temperature: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> list[StepOutput]:
-    """Dream H steps: context int64 (B, C, S) tokens, context_actions int64 (B, C-1) taken between
-    them, actions int64 (B, H) (actions[:, 0] taken on the last context frame) -> H step outputs (each
-    generated frame with the reward and termination of the transition that made it).
-
-    Raises ValueError for a context longer than the model's window or out-of-range tokens or actions."""
-    if context.shape[1] > model.cfg.context_frames:
-        raise ValueError(
-            f"context of {context.shape[1]} frames is longer than the model's window of {model.cfg.context_frames}"
-        )
-    model.check_inputs(context, torch.cat([context_actions.flatten(), actions.flatten()]))
-    cache = model.new_cache(len(context))
-    for c in range(context.shape[1] - 1):
-        model.observe(cache, context[:, c], context_actions[:, c])
-    prev, outputs = context[:, -1], []
-    for h in range(actions.shape[1]):
-        outputs.append(model.step(cache, prev, actions[:, h], steps, temperature, generator))
-        prev = outputs[-1].tokens
-    return outputs
-
-
 def rollout_tokens(model: DynamicsModel, context: torch.Tensor, context_actions: torch.Tensor, actions: torch.Tensor,
                    steps: int = 1, temperature: float = 0.0,
                    generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-    """The frames of `rollout_steps`: tokens int64 (B, H, S)."""
-    outputs = rollout_steps(model, context, context_actions, actions, steps, temperature, generator)
+    """The frames `DynamicsModel.rollout` dreams: tokens int64 (B, H, S)."""
+    outputs = model.rollout(context, context_actions, actions, steps, temperature, generator)
     return torch.stack([o.tokens for o in outputs], 1)
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks); NaN without both classes."""
-    pos, neg = labels.sum(), (~labels).sum()
-    if pos == 0 or neg == 0:
-        return float("nan")
-    order = scores.argsort()
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # average ranks of ties
-        tie = scores == value
-        ranks[tie] = ranks[tie].mean()
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _classification(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     pred = probs >= 0.5
     tp = float((pred & labels).sum())
-    bins = np.clip((probs * 10).astype(int), 0, 9)
-    ece = sum(
-        abs(probs[bins == b].mean() - labels[bins == b].mean()) * (bins == b).mean()
-        for b in range(10)
-        if (bins == b).any()
-    )
     return {
         "positives": int(labels.sum()),
         "transitions": len(labels),
-        "auc": round(_auc(probs, labels), 4),
+        "auc": round(roc_auc(probs, labels), 4),
         "precision": round(tp / max(1.0, float(pred.sum())), 4),
         "recall": round(tp / max(1.0, float(labels.sum())), 4),
         "mean_prob": round(float(probs.mean()), 5),
         "base_rate": round(float(labels.mean()), 5),
-        "ece": round(float(ece), 5),
+        "ece": round(expected_calibration_error(probs, labels), 5),
     }
 
 
@@ -99,7 +50,7 @@ def _episodes(tokens_root: str | Path, split: str) -> list[dict[str, np.ndarray]
     """Every episode of a token dataset's split: tokens, actions, rewards, terminations."""
     manifest = read_manifest(tokens_root, kind="tokens")
     episodes = []
-    for info in shard_infos(manifest, split):
+    for info in manifest.shards_of(split):
         arrays = load_shard(tokens_root, info, schema_of(manifest))
         for a, b in zip(*episode_bounds(arrays["episode_ids"])):
             episodes.append({k: np.asarray(arrays[k][a:b]) for k in ("tokens", "actions", "rewards", "terminations")})
@@ -122,12 +73,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
             toks[j, : len(e["actions"])] = torch.from_numpy(e["tokens"].astype(np.int64)).flatten(1)
             acts[j, : len(e["actions"])] = torch.from_numpy(np.array(e["actions"], np.int64))
         cache = model.new_cache(len(group))
-        probs = []
-        for t in range(length):
-            current = torch.full_like(toks[:, t], model.cfg.mask_id)
-            out = model(toks[:, t, None], current[:, None], acts[:, t, None], cache=cache)
-            probs.append(torch.sigmoid(out.events[:, 0]))
-        probs = torch.stack(probs, 1).numpy()
+        probs = torch.stack([model.observe(cache, toks[:, t], acts[:, t]) for t in range(length)], 1).numpy()
         for j, e in enumerate(group):
             n = len(e["actions"])
             coin.append(probs[j, :n, 0])
@@ -166,7 +112,7 @@ def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, l
         tokens = torch.from_numpy(np.stack([w[0] for w in group]).astype(np.int64))
         actions = torch.from_numpy(np.stack([w[1] for w in group]).astype(np.int64))
         # lead dreamed frames, then the scored transition
-        out = rollout_steps(model, tokens[:, :context], actions[:, : context - 1], actions[:, context - 1 :])[-1]
+        out = model.rollout(tokens[:, :context], actions[:, : context - 1], actions[:, context - 1 :])[-1]
         coin.append(out.reward_prob.float().numpy())
         term.append(out.termination_prob.float().numpy())
     labels = np.array([w[2] for w in windows], bool)
@@ -190,7 +136,7 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
     when given.
     """
     tokens_manifest = read_manifest(tokens_root, kind="tokens")
-    if read_manifest(frames_root, kind="frames")["counts"] != tokens_manifest["source"]["counts"]:
+    if read_manifest(frames_root, kind="frames").counts != tokens_manifest.source["counts"]:
         raise DatasetError(f"{tokens_root} was not tokenized from {frames_root}")
     ds = WindowDataset(tokens_root, "val", window=context + horizon)
     frames_ds = WindowDataset(frames_root, "val", window=context + horizon)

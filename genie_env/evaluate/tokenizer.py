@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from genie_env.data.format import load_shard, read_manifest, shard_infos
-from genie_env.data.tokenize import encode_frames
+from genie_env.data.format import load_shard
+from genie_env.data.manifest import read_manifest
 from genie_env.metrics import FrameErrors
+from genie_env.models.tokenize import encode_frames
 from genie_env.models.tokenizer import Tokenizer
 from genie_env.viz import frame_grid, save_png, upscale
 
@@ -28,7 +29,7 @@ def evaluate_tokenizer(tokenizer: Tokenizer, data: str | Path, split: str = "val
     errors = FrameErrors()
     counts = np.zeros(tokenizer.cfg.codebook_size, np.int64)
     seconds, shown = 0.0, []
-    for info in shard_infos(read_manifest(data, kind="frames"), split):
+    for info in read_manifest(data, kind="frames").shards_of(split):
         arrays = load_shard(data, info)
         n = info.num_frames if not max_frames else min(info.num_frames, max_frames - errors.frames)
         if n <= 0:

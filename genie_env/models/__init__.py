@@ -6,24 +6,18 @@ from pathlib import Path
 
 import torch
 
-from genie_env.checkpoint import CheckpointError, config_from_dict, load_weights, read_config
+from genie_env.checkpoint import (
+    CheckpointError,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_weights,
+    read_config,
+    resolve_checkpoint,
+    weights_sha256,
+)
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from either itself or a run directory (whose newest checkpoint is used)."""
-    from genie_env.trainer import latest_checkpoint
-
-    path = Path(path)
-    if (path / "config.json").exists():
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(
-            f"no checkpoint at {path}: neither {path / 'config.json'} nor {path / 'latest.json'} exists"
-        )
-    return latest
 
 
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
@@ -46,7 +40,44 @@ def load_dynamics(path: str | Path, device: str | torch.device = "cpu") -> Dynam
     return model.to(device).eval()
 
 
+def tokenizer_identity(path: str | Path) -> set[str]:
+    """The sha256s a tokenizer checkpoint (or run) is known by: its weights', and, for an exported
+    (shipped) one, those of the checkpoint it was exported from."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_config(ckpt, kind="tokenizer")
+    return {weights_sha256(ckpt), *([meta["source_sha256"]] if "source_sha256" in meta else [])}
+
+
+def check_trained_on(dynamics: str | Path, tokenizer: set[str], tokenizer_name: str, required: bool = False,
+                     dynamics_name: str | None = None) -> None:  # fmt: skip
+    """The one check that a dynamics model was trained on tokens of this tokenizer: the tokenizer sha256
+    its checkpoint (or run) records must be one `tokenizer` is known by (`tokenizer_identity`, or the
+    sha256 a token dataset records). A dynamics that records none passes unless `required`. Raises
+    CheckpointError naming both (`dynamics_name`, default the path, and `tokenizer_name`)."""
+    ckpt = resolve_checkpoint(dynamics)
+    trained_with = read_config(ckpt, kind="dynamics").get("tokenizer", {}).get("sha256")
+    if (trained_with or required) and trained_with not in tokenizer:
+        raise CheckpointError(
+            f"{dynamics_name or dynamics} was trained on tokens of another tokenizer than {tokenizer_name}"
+        )
+
+
+def init_weights(model: DynamicsModel, path: str | Path, tokenizer: dict, load: bool = True) -> str:
+    """Load the weights of the dynamics checkpoint (or run) `path` into `model` to fine-tune it
+    (`--init-from`); its config must equal the model's and it must have been trained on tokens of
+    `tokenizer` (a token manifest's record). Returns the checkpoint used; CheckpointError otherwise."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_config(ckpt, kind="dynamics")
+    diff = config_diff(meta["config"], config_to_dict(model.cfg))
+    if diff:
+        raise CheckpointError(f"--init-from {path}: its architecture differs from --model's in {', '.join(diff)}")
+    check_trained_on(ckpt, {tokenizer["sha256"]}, "--tokens", required=True, dynamics_name=f"--init-from {path}")
+    if load:
+        load_weights(model, ckpt)
+    return str(ckpt)
+
+
 __all__ = [
-    "DynamicsConfig", "DynamicsModel", "Tokenizer", "TokenizerConfig", "load_dynamics", "load_tokenizer",
-    "resolve_checkpoint",
+    "DynamicsConfig", "DynamicsModel", "Tokenizer", "TokenizerConfig", "check_trained_on", "init_weights",
+    "load_dynamics", "load_tokenizer", "tokenizer_identity",
 ]  # fmt: skip

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genie_env.games import COIN_REWARD, NUM_ACTIONS
+from genie_env.models.common import StepResult
 from genie_env.models.st_transformer import KVCache, STConfig, STTransformer
 
 ACTION_MODES = ("token", "add")
@@ -45,7 +47,7 @@ class DynamicsConfig:
     """token vocabulary (the tokenizer's codebook size)"""
     grid: int = 8
     """tokens per side of a frame (the tokenizer's token grid)"""
-    num_actions: int = 15
+    num_actions: int = NUM_ACTIONS
     """CoinRun's 15 actions"""
     dim: int = 256
     """transformer width"""
@@ -110,9 +112,6 @@ class StepOutput(NamedTuple):
     reward: torch.Tensor
     reward_prob: torch.Tensor
     termination_prob: torch.Tensor
-
-
-COIN_REWARD = 10.0
 
 
 def sample_mask(batch: int, slots: int, tokens: int, low: float, high: float, device=None) -> torch.Tensor:
@@ -232,11 +231,41 @@ class DynamicsModel(nn.Module):
         return self.st.new_cache(batch)
 
     @torch.no_grad()
-    def observe(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor) -> None:
+    def observe(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Feed a known transition into the cache: prev int64 (B, S), the frame the action int64 (B,) was
-        taken on. The next slot is the one `step` then generates (or a later `observe` fills)."""
+        taken on. The next slot is the one `step` then generates (or a later `observe` fills). Returns the
+        transition's coin and termination probabilities float32 (B, 2), as a dream would predict them."""
         current = torch.full_like(prev, self.cfg.mask_id)
-        self(prev[:, None], current[:, None], action[:, None], cache=cache)
+        return torch.sigmoid(self(prev[:, None], current[:, None], action[:, None], cache=cache).events[:, 0])
+
+    @torch.no_grad()
+    def prime(self, cache: KVCache, context: torch.Tensor, context_actions: torch.Tensor) -> None:
+        """Feed a real context into the cache: context int64 (B, C, S) tokens, context_actions int64 (B, C-1)
+        taken between them (C-1 `observe`s); `step` then continues from the last context frame."""
+        for c in range(context_actions.shape[1]):
+            self.observe(cache, context[:, c], context_actions[:, c])
+
+    @torch.no_grad()
+    def rollout(self, context: torch.Tensor, context_actions: torch.Tensor, actions: torch.Tensor, steps: int = 1,
+                temperature: float = 0.0, generator: torch.Generator | None = None) -> list[StepOutput]:  # fmt: skip
+        """The dream loop (evaluation, the world-model API and the dream env all run this one): prime a
+        new cache with the context, then generate H frames. context int64 (B, C, S) tokens, context_actions
+        int64 (B, C-1) taken between them, actions int64 (B, H) (actions[:, 0] taken on the last context
+        frame) -> H step outputs (each generated frame with the reward and termination of the transition
+        that made it). Raises ValueError for a context longer than the window or tokens or actions out of
+        range."""
+        if context.shape[1] > self.cfg.context_frames:
+            raise ValueError(
+                f"context of {context.shape[1]} frames is longer than the model's window of {self.cfg.context_frames}"
+            )
+        self.check_inputs(context, torch.cat([context_actions.flatten(), actions.flatten()]))
+        cache = self.new_cache(len(context))
+        self.prime(cache, context, context_actions)
+        prev, outputs = context[:, -1], []
+        for h in range(actions.shape[1]):
+            outputs.append(self.step(cache, prev, actions[:, h], steps, temperature, generator))
+            prev = outputs[-1].tokens
+        return outputs
 
     @torch.no_grad()
     def step(
@@ -270,7 +299,7 @@ class DynamicsModel(nn.Module):
                 else:
                     sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(b, s)
             else:
-                sampled = logits.max(-1).indices  # = argmax (first maximum); 4x faster in bf16 on CPU
+                sampled = logits.max(-1).indices  # = argmax (first maximum), without bf16 argmax's slow CPU kernel
                 probs = None if last else torch.softmax(logits.float(), -1)  # confidences for re-masking
             still = current == self.cfg.mask_id
             if last:
@@ -298,9 +327,7 @@ class DynamicsObjective(nn.Module):
             raise ValueError(f"self_forcing is a probability in [0, 1], got {self_forcing}")
         self.model, self.self_forcing = model, self_forcing
 
-    def forward(self, batch: dict[str, torch.Tensor]):
-        from genie_env.trainer import StepResult
-
+    def forward(self, batch: dict[str, torch.Tensor]) -> StepResult:
         tokens, actions = batch["tokens"], batch["actions"]
         prev, metrics = None, {}
         if self.self_forcing > 0:

@@ -67,7 +67,7 @@ def rope_table(positions: torch.Tensor, d: int, device: torch.device | str) -> t
 def rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding of x (N, H, L, d) with phases from `rope_table`: each pair of features
     (2i, 2i+1) is rotated as one complex number, in float32 whatever x's dtype (one complex multiply:
-    10x faster on CPU than rotating the even and odd halves separately in bf16, and more exact)."""
+    faster on CPU than rotating the even and odd halves separately in bf16, and more exact)."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(pairs * table).flatten(-2).to(x.dtype)
 
@@ -76,9 +76,8 @@ def sdpa(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
 ) -> torch.Tensor:
     """`F.scaled_dot_product_attention`, except for bf16 on CPU, where the fused kernel is slow for
-    our short sequences: training (with gradients) runs on the math backend, 3-6x faster fwd+bwd
-    (measured), and generation's unmasked spatial attention is `matmul_attention`, which makes a
-    batched dream step of 64 envs 3-6% faster than the fused kernel (measured on 2 cores)."""
+    our short sequences: training (with gradients) runs on the math backend, and generation's unmasked
+    spatial attention is `matmul_attention` (both faster there; the README's "Kernel choices")."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         if torch.is_grad_enabled():
             with sdpa_kernel(SDPBackend.MATH):
@@ -95,8 +94,7 @@ def matmul_attention(
     k and v (N, H, W, d), an optional boolean mask broadcasting to (N, H, L, W) (True = attend).
 
     Without gradients on CPU it beats the fused SDPA kernel, whose per-row overhead dominates our
-    shapes: the KV cache's one query over a 16-frame window for 64 envs of 65 tokens takes 2.5 vs
-    3.4 ms at head size 32 and 5.4 vs 6.9 ms at 64 (float32, measured on 2 cores)."""
+    shapes, such as the KV cache's one query over a 16-frame window (the README's "Kernel choices")."""
     scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -112,10 +110,9 @@ def window_mask(t: int, window: int, device) -> torch.Tensor:
 
 
 def cache_dtype(k: torch.Tensor) -> torch.dtype:
-    """The dtype the KV cache keeps (and attends in, with `matmul_attention`): float32 on CPU, the
-    computing dtype elsewhere. For one query over a 16-frame window of 64 envs of 65 tokens on 2 cores,
-    float32 takes 2.5 ms against 3.1 in bf16 at head size 32 (the fused kernel: 3.9 against 15.5 ms);
-    at head size 64 bf16 would be faster (3.9 against 5.4 ms) but rounds the scores, so it is not used."""
+    """The dtype the KV cache keeps (and attends in, with `matmul_attention`): float32 on CPU, where it is
+    the faster one at the shipped model's head size and does not round the scores, the computing dtype
+    elsewhere (the README's "Kernel choices" has the timings)."""
     return torch.float32 if k.device.type == "cpu" else k.dtype
 
 

@@ -1,28 +1,56 @@
-"""Behaviour policies for collection and evaluation: `random`, `sticky` and `sb3:PATH`.
+"""Policies that play the game (`random`, `sticky`, `sb3:PATH`) for collection and evaluation, the one
+loader of saved SB3 agents, and what an agent file records of its training.
 
-A policy maps a batch of frames to a batch of actions and can save and restore its random state,
-so an interrupted collection resumes exactly where it stopped.
+A policy (`genie_env.games.Policy`) maps a batch of frames to a batch of actions and can save and
+restore its random state, so an interrupted collection resumes exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genie_env._compat import import_gym_quietly
-from genie_env.envs.real import NUM_ACTIONS
+from genie_env.data.collect import CollectConfig
+from genie_env.games import NUM_ACTIONS, Policy
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.vec_env import VecEnv
+
+SB3_ALGOS = ("ppo", "a2c", "dqn")
 
 
-class Policy(Protocol):
-    """Maps frames uint8 (N, 64, 64, 3) and episode-start flags bool (N,) to actions int64 (N,)."""
+def sb3_class(algo: str) -> type[BaseAlgorithm]:
+    """The Stable-Baselines3 algorithm class named `algo` (one of `SB3_ALGOS`); ValueError otherwise."""
+    if algo not in SB3_ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}: use one of {SB3_ALGOS}")
+    import_gym_quietly()
+    import stable_baselines3
 
-    def act(self, frames: np.ndarray, first: np.ndarray) -> np.ndarray: ...
+    return getattr(stable_baselines3, algo.upper())
 
-    def get_state(self) -> dict[str, Any]: ...
 
-    def set_state(self, state: dict[str, Any]) -> None: ...
+def load_agent(path: str | Path, algo: str = "ppo", env: VecEnv | None = None, device: str = "cpu") -> BaseAlgorithm:
+    """Load a saved SB3 agent (.zip): the one loader every command uses. Nothing in the file is unpickled
+    (`genie_env.agents.sb3_file`): a file holding objects that could run code is refused. FileNotFoundError
+    or ValueError (UnsafeAgentFile for such a file) with the path when it cannot be read."""
+    from genie_env.agents.sb3_file import UnsafeAgentFile, safe_objects
+
+    path = Path(path)
+    cls = sb3_class(algo)
+    if not path.exists():
+        raise FileNotFoundError(f"agent {path} does not exist")
+    objects = safe_objects(path, cls)
+    try:
+        return cls.load(path, env=env, device=device, custom_objects=objects)
+    except UnsafeAgentFile:
+        raise
+    except Exception as e:  # SB3 raises zipfile, KeyError, torch errors... for a bad file
+        raise ValueError(f"could not load {path} as an SB3 {algo.upper()} agent: {e}") from e
 
 
 class RandomPolicy:
@@ -70,9 +98,6 @@ class StickyPolicy(RandomPolicy):
         self.prev = np.asarray(state["prev"], np.int64)
 
 
-SB3_ALGOS = ("ppo", "a2c", "dqn")
-
-
 class SB3Policy:
     """A saved Stable-Baselines3 model (`sb3:PATH` or `sb3:ALGO:PATH`, ALGO one of ppo, a2c, dqn).
 
@@ -82,18 +107,7 @@ class SB3Policy:
     def __init__(self, path: str, num_envs: int, seed: int = 0, algo: str = "ppo") -> None:
         import torch
 
-        import_gym_quietly()
-        import stable_baselines3
-
-        if algo not in SB3_ALGOS:
-            raise ValueError(f"unknown SB3 algorithm {algo!r}: use one of {SB3_ALGOS}")
-        if not Path(path).exists():
-            raise FileNotFoundError(f"SB3 model {path} does not exist")
-        cls = getattr(stable_baselines3, algo.upper())
-        try:
-            self.model = cls.load(path, device="cpu")
-        except Exception as e:
-            raise ValueError(f"could not load {path} as an SB3 {algo.upper()} model: {e}") from e
+        self.model = load_agent(path, algo)
         self.num_envs = num_envs
         self.torch = torch
         self.generator_state = torch.Generator().manual_seed(seed).get_state()
@@ -128,3 +142,36 @@ def make_policy(spec: str, num_envs: int, seed: int = 0, sticky_prob: float = 0.
             return SB3Policy(path, num_envs, seed, algo.lower())
         return SB3Policy(rest, num_envs, seed)
     raise ValueError(f"unknown policy {spec!r}: use 'random', 'sticky', 'sb3:PATH' or 'sb3:ALGO:PATH'")
+
+
+def collection_policy(cfg: CollectConfig) -> Policy:
+    """The behaviour policy a collection's `--policy` names, seeded as its config says."""
+    return make_policy(cfg.policy, cfg.num_envs, cfg.seed, cfg.sticky_prob)
+
+
+def policy_spec(agent: str) -> str:
+    """The `make_policy` spec of an AGENT argument: a bare path (or *.zip) means sb3:PATH."""
+    if agent in ("random", "sticky") or agent.startswith("sb3:"):
+        return agent
+    if agent.endswith(".zip") or Path(agent).exists() or "/" in agent:
+        return f"sb3:{agent}"
+    return agent
+
+
+def default_name(spec: str) -> str:
+    """A short label for a policy spec: random, sticky, or the stem of the model file."""
+    return Path(spec.rsplit(":", 1)[-1]).stem if spec.startswith("sb3:") else spec
+
+
+def agent_budget(spec: str) -> dict[str, int]:
+    """The real and dreamed frames an SB3 agent cost, from the record `genie train-agent` keeps beside it
+    (`NAME.json` next to NAME.zip, or the run's `config.json`); {} for other policies or without one."""
+    if not spec.startswith("sb3:"):
+        return {}
+    model = Path(spec.rsplit(":", 1)[-1])
+    for record in (model.with_suffix(".json"), model.parent / "config.json"):
+        if record.exists():
+            meta = json.loads(record.read_text())
+            if meta.get("kind") == "agent":
+                return {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
+    return {}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from genie_env._io import atomic_write_bytes
 from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import DatasetError, atomic_write_bytes, load_shard, read_manifest, shard_infos
+from genie_env.data.format import load_shard
+from genie_env.data.manifest import DatasetError, read_manifest
 
 RESET_FROM = ("start", "any")
 
@@ -78,7 +80,7 @@ class ContextSource:
         candidates = []  # (shard, first row) of every possible context
         for r in roots:
             manifest = read_manifest(r, kind="frames")
-            for info in shard_infos(manifest, split):
+            for info in manifest.shards_of(split):
                 arrays = load_shard(r, info)
                 for a, b in zip(*episode_bounds(arrays["episode_ids"])):
                     if b - a < context_frames:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from genie_env.data.format import MANIFEST, dataset_level_seeds
+from genie_env.data.format import dataset_level_seeds
+from genie_env.data.manifest import MANIFEST
 from genie_env.envs.real import ProcgenCoinRunVectorEnv
-from genie_env.policies import Policy
+from genie_env.games import Policy
+from genie_env.metrics import bootstrap_ci
 from genie_env.viz import save_gif
 
 DEFAULT_EVAL_START_LEVEL = 1_000_000
@@ -29,29 +31,6 @@ DEFAULT_EVAL_NUM_LEVELS = 500
 LEVELS_FILE = "levels.json"
 GIF_FRAMES = 300
 CONFIDENCE = 0.95  # of every CI in an evaluation result
-
-
-def bootstrap_ci(values: Any, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of `values` (1-D); returns (lo, hi).
-
-    Raises ValueError for no values or a confidence outside (0, 1).
-    """
-    values = np.asarray(values, np.float64).reshape(-1)
-    if len(values) == 0:
-        raise ValueError("bootstrap_ci needs at least one value")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if np.all(values == values[0]):  # every resample's mean is that value; skip float rounding
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    chunk = max(1, 4_000_000 // n)  # resamples per batch, so memory stays ~32 MB whatever n is
-    means = np.concatenate([
-        values[rng.integers(0, n, (min(chunk, resamples - a), n))].mean(axis=1) for a in range(0, resamples, chunk)
-    ])  # fmt: skip
-    alpha = (1.0 - confidence) / 2
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 def _levels_file(path: Path) -> set[int]:

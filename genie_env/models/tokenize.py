@@ -6,28 +6,19 @@ The token dataset has the same shards, splits and step arrays as its source, wit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from genie_env.checkpoint import config_to_dict, weights_sha256
+from genie_env.checkpoint import config_to_dict, resolve_checkpoint, weights_sha256
 from genie_env.data.dataset import episode_bounds
-from genie_env.data.format import (
-    FORMAT_VERSION,
-    DatasetError,
-    ShardInfo,
-    atomic_write_json,
-    load_shard,
-    read_manifest,
-    schema_of,
-    shard_infos,
-    write_shard,
-)
-from genie_env.models import load_tokenizer, resolve_checkpoint
+from genie_env.data.format import load_shard, schema_of, write_shard
+from genie_env.data.manifest import DatasetError, Manifest, read_manifest, write_manifest
+from genie_env.models import load_tokenizer
 from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -56,7 +47,7 @@ def encode_frames(tokenizer: Tokenizer, frames: np.ndarray, episode_ids: np.ndar
 
 
 def tokenize_dataset(data: str | Path, tokenizer_path: str | Path, out: str | Path, batch_size: int = 256,
-                     device: str = "cpu", progress: bool = True) -> dict[str, Any]:  # fmt: skip
+                     device: str = "cpu", progress: bool = True) -> Manifest:  # fmt: skip
     """Tokenize every shard of frame dataset `data` into `out`; returns the token manifest.
 
     Re-running into the same `out` skips shards already written (an interrupted run continues).
@@ -68,46 +59,34 @@ def tokenize_dataset(data: str | Path, tokenizer_path: str | Path, out: str | Pa
     ckpt = resolve_checkpoint(tokenizer_path)
     tokenizer = load_tokenizer(ckpt, device)
     digest = weights_sha256(ckpt)
-    header = {
-        "format_version": FORMAT_VERSION,
-        "kind": "tokens",
-        "token_grid": [tokenizer.cfg.grid, tokenizer.cfg.grid],
-        "codebook_size": tokenizer.cfg.codebook_size,
-        "tokenizer": {"path": str(ckpt), "sha256": digest, "config": config_to_dict(tokenizer.cfg)},
-        "source": {"path": str(data), "counts": source["counts"]},
-        "env": source.get("env", {}),
-        "collect": source.get("collect", {}),
-    }
-    done: list[ShardInfo] = []
+    header = Manifest(
+        kind="tokens", token_grid=(tokenizer.cfg.grid, tokenizer.cfg.grid), codebook_size=tokenizer.cfg.codebook_size,
+        tokenizer={"path": str(ckpt), "sha256": digest, "config": config_to_dict(tokenizer.cfg)},
+        source={"path": str(data), "counts": source.counts}, env=source.env, collect=source.collect,
+    )  # fmt: skip
+    done = []
     if (out / "manifest.json").exists():
         existing = read_manifest(out, kind="tokens")
-        if existing["tokenizer"]["sha256"] != digest:
+        if existing.tokenizer["sha256"] != digest:
             raise DatasetError(
-                f"{out} holds tokens of tokenizer {existing['tokenizer']['sha256'][:12]} "
-                f"({existing['tokenizer']['path']}), not of {ckpt} ({digest[:12]}): choose another --out"
+                f"{out} holds tokens of tokenizer {existing.tokenizer['sha256'][:12]} "
+                f"({existing.tokenizer['path']}), not of {ckpt} ({digest[:12]}): choose another --out"
             )
-        if existing["source"]["counts"] != source["counts"]:
+        if existing.source["counts"] != source.counts:
             raise DatasetError(
-                f"{out} was tokenized from another dataset ({existing['source']['path']}): choose another --out"
+                f"{out} was tokenized from another dataset ({existing.source['path']}): choose another --out"
             )
-        done = shard_infos(existing)
+        done = list(existing.shards)
     out.mkdir(parents=True, exist_ok=True)
     schema = schema_of(header)
-    todo = [s for s in shard_infos(source) if s.name not in {d.name for d in done}]
+    todo = [s for s in source.shards if s.name not in {d.name for d in done}]
     bar = tqdm(total=sum(s.num_frames for s in todo), disable=not progress, unit="frame", desc="tokenize")
     for info in todo:
         arrays = load_shard(data, info)
         tokens = encode_frames(tokenizer, arrays["frames"], np.asarray(arrays["episode_ids"]), batch_size, device)
         rows = {"tokens": tokens, **{k: np.asarray(v) for k, v in arrays.items() if k != "frames"}}
         done.append(write_shard(out, info.name, info.split, rows, schema))
-        _write_manifest(out, header, done, complete=False)
+        write_manifest(out, dataclasses.replace(header, shards=tuple(done)))
         bar.update(info.num_frames)
     bar.close()
-    return _write_manifest(out, header, done, complete=True)
-
-
-def _write_manifest(out: Path, header: dict[str, Any], shards: list[ShardInfo], complete: bool) -> dict[str, Any]:
-    counts = {"frames": sum(s.num_frames for s in shards), "episodes": sum(s.num_episodes for s in shards)}
-    manifest = {**header, "shards": [s.to_json() for s in shards], "counts": counts, "complete": complete}
-    atomic_write_json(out / "manifest.json", manifest)
-    return manifest
+    return write_manifest(out, dataclasses.replace(header, shards=tuple(done), complete=True))

@@ -8,11 +8,10 @@ on) and `note`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from genie_env.data.format import atomic_write_bytes, atomic_write_json
+from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json
 
 REQUIRED_KEYS = ("name", "episodes", "mean_return", "return_ci", "success_rate", "success_ci", "mean_length")
 DASH = "—"
@@ -112,9 +111,8 @@ def plot_returns(rows: list[dict[str, Any]], path: Path) -> Path:
             ax.axhline(row["mean_return"], ls="--", color="gray", label="random")
             ax.legend()
             break
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path
 
 

@@ -1,0 +1,134 @@
+"""Atomic file and directory writes, and sha256: the one place every writer in the package goes through.
+
+A writer never leaves a half-written file or directory under its final name. Files go to a unique temp
+name beside the target (so two writers never share one), are fsynced, then renamed over the target.
+A directory is replaced by a swap: the new one is written aside, the old one renamed aside, the new one
+renamed in, the old one removed. A kill at any point leaves the old version or the new one under the
+final name (at worst with a hidden `.NAME.old-*` or `.NAME.tmp-*` beside it). Between the two renames
+of a swap the old directory waits in `.NAME.old-*/NAME`; `recover_dir` puts it back, and every swap and
+checkpoint read starts with it, so a kill there loses nothing either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEMP_MARK = ".tmp-"  # in the name of every temp file or directory this module creates
+OLD_MARK = ".old-"  # in the name of a replaced directory on its way out
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A unique temp path beside `path` to write to; renamed onto `path` when the block ends without an
+    error, removed otherwise. The temp name keeps the suffix, for writers that choose a format by it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}{TEMP_MARK}", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` (creating its directory) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path`, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def temp_dir_beside(path: str | Path) -> Path:
+    """A new, empty, uniquely named hidden directory beside `path`, to fill and then `swap_dir` into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_MARK}", dir=path.parent))
+
+
+def swap_dir(new: Path, path: str | Path) -> Path:
+    """Put the filled directory `new` (from `temp_dir_beside`) at `path`, replacing what is there, so a kill
+    at any point leaves either the old or the new directory at `path`. Returns `path`."""
+    path = Path(path)
+    recover_dir(path)
+    for f in new.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}{OLD_MARK}", dir=path.parent))
+        os.replace(path, old / path.name)  # moved aside whole: `path` is briefly absent, `old` holds it
+        os.replace(new, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, path)
+        _fsync_dir(path.parent)
+    return path
+
+
+def recover_dir(path: str | Path) -> bool:
+    """If a swap was killed between its renames (`path` missing, the old directory aside), put the old
+    directory back at `path`. Returns whether it did."""
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return False
+    for aside in sorted(path.parent.glob(f".{path.name}{OLD_MARK}*")):
+        if (aside / path.name).is_dir():
+            os.replace(aside / path.name, path)
+            shutil.rmtree(aside)
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temp directory to fill; swapped in at `path` (`swap_dir`) when the block ends without an error,
+    removed otherwise."""
+    tmp = temp_dir_beside(path)
+    try:
+        yield tmp
+        swap_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file or directory name is one of this module's temp or outgoing names."""
+    return name.startswith(".") and (TEMP_MARK in name or OLD_MARK in name)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

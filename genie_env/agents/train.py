@@ -1,0 +1,336 @@
+"""RL agents for CoinRun, real or dreamed: SB3 on-policy algorithms on our batched vector envs.
+
+    cfg = AgentConfig(env="dream", world_model="runs/world_model", steps=500_000)
+    model_path = train_agent(cfg, "runs/agent_dream")     # RUN/agent.zip, loadable with stable_baselines3.PPO.load
+
+The agent only ever sees frames uint8 (N, 64, 64, 3) and acts in `Discrete(15)`, so one trained in
+`GenieCoinRun-v0` plays `ProcgenCoinRun-v0` unchanged. Hyperparameters default to the Procgen
+baselines' PPO (Cobbe et al. 2020: 64 envs, gamma 0.999, lambda 0.95, 3 epochs, lr 5e-4, entropy 0.01,
+clip 0.2) with a shorter rollout (128 steps instead of 256), since our budgets are 1-2% of theirs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from genie_env._compat import import_gym_quietly
+from genie_env._io import atomic_path, atomic_write_json
+from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL
+from genie_env.agents.networks import Features, policy_kwargs
+from genie_env.agents.policies import load_agent, sb3_class
+from genie_env.checkpoint import config_from_dict, resume_mismatches
+from genie_env.envs.dream import GenieCoinRunVectorEnv
+from genie_env.envs.real import ProcgenCoinRunVectorEnv
+from genie_env.envs.sb3 import SB3VecEnv
+from genie_env.games import DistributionMode
+from genie_env.world_model import DEFAULT_MODEL_DIR
+
+import_gym_quietly()
+from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback  # noqa: E402
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm  # noqa: E402
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TrainEnv = Literal["dream", "real"]
+Algo = Literal["ppo", "a2c"]
+ResetFrom = Literal["start", "any"]
+Events = Literal["expected", "threshold", "sample"]
+InferencePrecision = Literal["fp32", "bf16"]
+AGENT_FORMAT_VERSION = 1
+# fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
+RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What an agent trains in and how (`genie train-agent`)."""
+
+    env: TrainEnv = "dream"
+    """where the agent trains: dream (GenieCoinRun-v0) or real (ProcgenCoinRun-v0)"""
+    algo: Algo = "ppo"
+    """any Stable-Baselines3 on-policy algorithm by name: ppo or a2c"""
+    features: Features = "nature"
+    """CNN features extractor: nature (SB3's CnnPolicy) or impala (IMPALA-CNN, as in the Procgen paper)"""
+    steps: int = 500_000
+    """environment steps to train for (all envs together)"""
+    num_envs: int = 64
+    """envs stepped together (one batched call)"""
+    seed: int = 0
+    """seed of the policy's initialisation, the envs and every sampled action"""
+    distribution_mode: DistributionMode = "easy"
+    """CoinRun difficulty of the real game (training with --env real, and evaluation)"""
+    world_model: str | None = None
+    """world-model directory for --env dream (default: the model shipped with the package)"""
+    context: tuple[str, ...] = ()
+    """where dreams start: frame dataset directories (several for several collection rounds) or one contexts
+    .npz (default: the model's contexts)"""
+    reset_from: ResetFrom = "any"
+    """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
+    horizon: int = 20
+    """dream episodes are truncated (value bootstrapped) after this many steps, as IRIS (20) and DIAMOND (15)"""
+    events: Events = "expected"
+    """dream rewards and ends: expected (reward 10 x the coin probability, end at probability >= 0.5),
+    threshold (both at probability >= 0.5) or sample (Bernoulli draws)"""
+    precision: InferencePrecision = "fp32"
+    """dream inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without)"""
+    device: str = "cpu"
+    """device of the policy network and of the world model"""
+    n_steps: int = 128
+    """rollout length per env between updates"""
+    batch_size: int = 2048
+    """PPO minibatch size"""
+    n_epochs: int = 3
+    """PPO epochs per rollout"""
+    lr: float = 5e-4
+    """learning rate"""
+    gamma: float = 0.999
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    clip_range: float = 0.2
+    """PPO clip range"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """gradient clipping"""
+    checkpoint_every: int = 50_000
+    """steps between checkpoints (RUN/checkpoints/latest.zip, written atomically)"""
+    eval_every: int = 0
+    """steps between evaluations on held-out real levels (0 = never during training)"""
+    eval_episodes: int = 64
+    """episodes per evaluation during training"""
+    max_minutes: float = 0.0
+    """stop training after this many minutes and save the agent as it is (0 = no limit)"""
+
+    def __post_init__(self) -> None:
+        # one path (as configs were written before several were allowed), None or a list: a tuple of paths
+        context = (self.context,) if isinstance(self.context, str) else tuple(self.context or ())
+        object.__setattr__(self, "context", context)
+        for flag, value, kind in (("env", self.env, TrainEnv), ("features", self.features, Features),
+                                  ("reset-from", self.reset_from, ResetFrom), ("events", self.events, Events),
+                                  ("precision", self.precision, InferencePrecision)):  # fmt: skip
+            if value not in get_args(kind):
+                raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
+        algorithm_class(self.algo)
+        if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
+            raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
+        if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
+            raise ValueError(
+                f"--batch-size {self.batch_size} exceeds one rollout of {self.n_steps * self.num_envs} steps "
+                "(--n-steps x --num-envs)"
+            )
+
+
+def algorithm_class(name: str) -> type[OnPolicyAlgorithm]:
+    """The SB3 on-policy algorithm class named `name` (ppo, a2c); ValueError otherwise."""
+    if name not in get_args(Algo):
+        raise ValueError(f"unknown on-policy algorithm {name!r}: use one of {get_args(Algo)} (--algo)")
+    return sb3_class(name)
+
+
+def make_vec_env(cfg: AgentConfig) -> VecEnv:
+    """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), with
+    SB3's `VecMonitor` keeping the episode statistics."""
+    if cfg.env == "real":
+        venv = ProcgenCoinRunVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode)
+    else:
+        venv = GenieCoinRunVectorEnv(
+            cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
+            context=_context_arg(cfg.context), reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
+            events=cfg.events,
+        )  # fmt: skip
+    env = SB3VecEnv(venv)
+    env.seed(cfg.seed)
+    return VecMonitor(env)
+
+
+def _context_arg(context: tuple[str, ...]) -> str | list[str] | None:
+    """The dream env's `context` kwarg for the config's --context paths."""
+    return None if not context else context[0] if len(context) == 1 else list(context)
+
+
+def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:
+    """Real CoinRun on the held-out evaluation levels (see `genie_env.agents.evaluate`)."""
+    venv = ProcgenCoinRunVectorEnv(
+        num_envs, distribution_mode=cfg.distribution_mode, start_level=DEFAULT_EVAL_START_LEVEL,
+        num_levels=DEFAULT_EVAL_NUM_LEVELS,
+    )  # fmt: skip
+    env = SB3VecEnv(venv)
+    env.seed(cfg.seed + 10_000)
+    return VecMonitor(env)
+
+
+def build_algorithm(cfg: AgentConfig, env: VecEnv, tensorboard_log: str | None = None) -> OnPolicyAlgorithm:
+    """A fresh SB3 algorithm for `cfg` on `env`; options the algorithm does not take (e.g. PPO's
+    clip range for A2C) are left out."""
+    cls = algorithm_class(cfg.algo)
+    options: dict[str, Any] = dict(
+        n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.lr,
+        gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, clip_range=cfg.clip_range,
+        vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+    )  # fmt: skip
+    accepted = inspect.signature(cls.__init__).parameters
+    options = {k: v for k, v in options.items() if k in accepted}
+    return cls(
+        "CnnPolicy", env, policy_kwargs=policy_kwargs(cfg.features), seed=cfg.seed, device=cfg.device,
+        tensorboard_log=tensorboard_log, verbose=0, **options,
+    )  # fmt: skip
+
+
+def save_agent_atomic(model: BaseAlgorithm, path: Path) -> Path:
+    """Save an SB3 model as `path` (.zip) atomically, so a kill never leaves half a file."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+class _Progress(BaseCallback):
+    """tqdm progress over environment steps, with the mean return of the last 100 episodes."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        super().__init__()
+        self.total, self.initial = total, initial
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.initial, desc="train agent", unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        if self.model.ep_info_buffer and self.n_calls % 50 == 0:
+            self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in self.model.ep_info_buffer]):.2f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+class _TimeLimit(BaseCallback):
+    """Ends training (cleanly: the agent is still saved) once `minutes` have passed."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.time() + 60 * minutes
+
+    def _on_step(self) -> bool:
+        if time.time() < self.deadline:
+            return True
+        logger.info("--max-minutes reached at %d steps: stopping", self.num_timesteps)
+        return False
+
+
+class _Bookkeeping(BaseCallback):
+    """The real level seeds seen, and atomic checkpoints (episode statistics come from `VecMonitor`)."""
+
+    def __init__(self, run: Path, every: int, levels: set[int]) -> None:
+        super().__init__()
+        self.run, self.every, self.levels = run, every, levels
+        self.last_save = 0
+
+    def _on_training_start(self) -> None:
+        self.last_save = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "level_seed" in info:
+                self.levels.add(int(info["level_seed"]))
+        if self.every and self.num_timesteps - self.last_save >= self.every:
+            self.save()
+        return True
+
+    def save(self) -> None:
+        save_agent_atomic(self.model, self.run / "checkpoints" / "latest.zip")
+        write_levels(self.run, self.levels)
+        self.last_save = self.num_timesteps
+        logger.info("checkpoint at %d steps: %s", self.num_timesteps, self.run / "checkpoints" / "latest.zip")
+
+
+def write_levels(run: Path, levels: set[int]) -> None:
+    """RUN/levels.json: every real level seed the agent trained on (evaluation checks it is disjoint)."""
+    atomic_write_json(run / "levels.json", {"level_seeds": sorted(levels)})
+
+
+def world_model_record(world_model: str | None) -> dict[str, Any]:
+    """What a world-model directory records of its real training data (`levels.json`: `level_seeds`,
+    `frames`), or {} when it records nothing."""
+    path = Path(world_model or DEFAULT_MODEL_DIR) / "levels.json"
+    if not path.exists():
+        logger.warning("%s does not exist: the real levels and frames behind the dream are not recorded", path)
+        return {}
+    return json.loads(path.read_text())
+
+
+def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train an agent in the dream or the real game; returns RUN/agent.zip.
+
+    RUN holds `agent.zip` (SB3's format), `config.json` (this config, the steps done, the real and
+    dreamed frames spent, wall time), `levels.json` (real level seeds behind the training),
+    `checkpoints/latest.zip` and TensorBoard logs in `tb/`. `resume=True` continues from the latest
+    checkpoint with the same config (ValueError naming the differing fields otherwise)."""
+    run = Path(run)
+    config_path, latest = run / "config.json", run / "checkpoints" / "latest.zip"
+    env = make_vec_env(cfg)
+    previous = 0.0  # wall time of the run before a resume
+    behind = world_model_record(cfg.world_model) if cfg.env == "dream" else {}
+    levels = set(behind.get("level_seeds", []))
+    if resume:
+        if not latest.exists():
+            raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
+        record = json.loads(config_path.read_text())
+        saved = asdict(config_from_dict(AgentConfig, record["config"], str(config_path)))
+        previous = record.get("wall_s", 0.0)
+        diff = resume_mismatches(saved, asdict(cfg), RESUMABLE_CHANGES)
+        if diff:
+            raise ValueError(f"config differs from the run's in {'; '.join(diff)}: resume with the same settings")
+        model = load_agent(latest, cfg.algo, env, cfg.device)
+        model.tensorboard_log = str(run / "tb")
+        levels |= set(json.loads((run / "levels.json").read_text())["level_seeds"])
+    elif latest.exists():
+        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another --out")
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        model = build_algorithm(cfg, env, str(run / "tb"))
+    done_before = model.num_timesteps
+    book = _Bookkeeping(run, cfg.checkpoint_every, levels)
+    callbacks: list[BaseCallback] = [book]
+    if progress:
+        callbacks.append(_Progress(cfg.steps, done_before))
+    if cfg.max_minutes:
+        callbacks.append(_TimeLimit(cfg.max_minutes))
+    if cfg.eval_every:
+        callbacks.append(EvalCallback(
+            make_eval_env(cfg), n_eval_episodes=cfg.eval_episodes, eval_freq=max(cfg.eval_every // cfg.num_envs, 1),
+            log_path=str(run / "eval"), deterministic=False, verbose=0,
+        ))  # fmt: skip
+    start = time.time()
+    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"))
+    model.learn(max(cfg.steps - done_before, 0), callback=CallbackList(callbacks), reset_num_timesteps=not resume,
+                tb_log_name="agent")  # fmt: skip
+    book.save()
+    path = save_agent_atomic(model, run / "agent.zip")
+    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"))
+    env.close()
+    return path
+
+
+def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None) -> None:
+    """RUN/config.json: the config, progress, and the real and dreamed frames the agent cost."""
+    real_frames = steps_done if cfg.env == "real" else world_model_frames
+    atomic_write_json(run / "config.json", {
+        "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
+        "real_frames": real_frames, "dream_frames": steps_done if cfg.env == "dream" else 0, "wall_s": wall_s,
+    })  # fmt: skip

@@ -1,0 +1,152 @@
+"""Game facts, the ground floor every stage builds on: CoinRun's frames, actions and rewards, which levels
+an env plays, procgen's construction and serialized state, action checks, and what a policy is.
+
+Nothing here imports the rest of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, get_args
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+from genie_env._compat import import_gym_quietly
+
+FRAME_SHAPE = (64, 64, 3)
+NUM_ACTIONS = 15
+# procgen's own time limit for every game: the episode is cut after this many steps.
+PROCGEN_TIMEOUT = 1000
+# reward for reaching CoinRun's coin (the only reward there is)
+COIN_REWARD = 10.0
+# Procgen's button combos for action ids 0..14, in its own order (procgen/env.py get_combos).
+ACTION_MEANINGS = (
+    "LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
+    "D", "A", "W", "S", "Q", "E",
+)  # fmt: skip
+DistributionMode = Literal["easy", "hard"]
+DISTRIBUTION_MODES: tuple[str, ...] = get_args(DistributionMode)
+MAX_RAND_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    """Which CoinRun levels an env plays; shared by the single env, the batched env and collection."""
+
+    distribution_mode: DistributionMode = "easy"
+    """procgen difficulty: "easy" (the project default, as in the Procgen benchmark) or "hard\""""
+    start_level: int = 0
+    """first level seed of the level range"""
+    num_levels: int = 0
+    """number of levels in the range; 0 means unbounded (every level seed is possible)"""
+    use_sequential_levels: bool = False
+    """reaching the coin moves on to the next level instead of ending the episode"""
+
+    def __post_init__(self) -> None:
+        if self.distribution_mode not in DISTRIBUTION_MODES:
+            raise ValueError(
+                f"unknown distribution_mode {self.distribution_mode!r}: "
+                f"CoinRun supports {', '.join(map(repr, DISTRIBUTION_MODES))}"
+            )
+        if self.start_level < 0 or self.start_level > MAX_RAND_SEED:
+            raise ValueError(f"start_level must be in [0, {MAX_RAND_SEED}], got {self.start_level}")
+        if self.num_levels < 0:
+            raise ValueError(f"num_levels must be >= 0 (0 = unbounded), got {self.num_levels}")
+
+
+def _procgen_env_class():
+    """procgen's gym3 env class (procgen imports gym 0.26, whose notice is swallowed)."""
+    import_gym_quietly()
+    from procgen import ProcgenGym3Env
+
+    return ProcgenGym3Env
+
+
+def make_procgen(num: int, rand_seed: int, levels: LevelConfig):
+    """Create a gym3 `ProcgenGym3Env` running `num` CoinRun levels."""
+    return _procgen_env_class()(
+        num=num,
+        env_name="coinrun",
+        distribution_mode=levels.distribution_mode,
+        start_level=levels.start_level,
+        num_levels=levels.num_levels,
+        use_sequential_levels=levels.use_sequential_levels,
+        rand_seed=rand_seed,
+    )
+
+
+def rand_seed_for(seed: int | None) -> int:
+    """The procgen `rand_seed` a Gymnasium reset seed maps to (the same in single and batched env)."""
+    rng, _ = seeding.np_random(seed)
+    return int(rng.integers(MAX_RAND_SEED))
+
+
+def initial_state(rand_seed: int, levels: LevelConfig) -> bytes:
+    """The serialized state of a fresh single-level procgen env with this rand_seed."""
+    env = make_procgen(1, rand_seed, levels)
+    try:
+        return env.get_state()[0]
+    finally:
+        env.close()
+
+
+def check_action(action: Any) -> int:
+    """Validate one CoinRun action and return it as int; raises TypeError/ValueError naming the problem."""
+    arr = np.asarray(action)
+    if arr.shape != ():
+        raise ValueError(f"action must be a single integer, got an array of shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"action must be an integer, got {action!r} of dtype {arr.dtype}")
+    value = int(arr)
+    if not 0 <= value < NUM_ACTIONS:
+        raise ValueError(f"action {value} out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})")
+    return value
+
+
+def check_actions(actions: Any, num_envs: int) -> np.ndarray:
+    """Validate a batch of actions: integer array of shape (num_envs,) in 0..14; returns int32."""
+    arr = np.asarray(actions)
+    if arr.shape != (num_envs,):
+        raise ValueError(f"actions must have shape ({num_envs},) for {num_envs} envs, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"actions must be integers, got dtype {arr.dtype}")
+    bad = (arr < 0) | (arr >= NUM_ACTIONS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"action {int(arr[i])} (env {i}) out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
+        )
+    return arr.astype(np.int32)
+
+
+def observation_space() -> spaces.Box:
+    """One frame: uint8 (64, 64, 3), channels-last RGB (the real game's and the dream's)."""
+    return spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
+
+
+def action_space() -> spaces.Discrete:
+    """One action: procgen's 15 button combos (`ACTION_MEANINGS`)."""
+    return spaces.Discrete(NUM_ACTIONS)
+
+
+class Policy(Protocol):
+    """What plays the game, for collection and evaluation: maps frames uint8 (N, 64, 64, 3) and
+    episode-start flags bool (N,) to actions int64 (N,), and saves and restores its random state (so an
+    interrupted collection resumes exactly)."""
+
+    def act(self, frames: np.ndarray, first: np.ndarray) -> np.ndarray: ...
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+def env_state(env, index: int) -> bytes:
+    """The serialized procgen state of one env of a gym3 batch (procgen's `get_state` serializes all N)."""
+    from procgen.env import MAX_STATE_SIZE
+
+    buf = env._ffi.new(f"char[{MAX_STATE_SIZE}]")
+    n = env.call_c_func("get_state", index, buf, MAX_STATE_SIZE)
+    return bytes(env._ffi.buffer(buf, n))

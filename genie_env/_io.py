@@ -5,8 +5,8 @@ name beside the target (so two writers never share one), are fsynced, then renam
 A directory is replaced by a swap: the new one is written aside, the old one renamed aside, the new one
 renamed in, the old one removed. A kill at any point leaves the old version or the new one under the
 final name (at worst with a hidden `.NAME.old-*` or `.NAME.tmp-*` beside it). Between the two renames
-of a swap the old directory waits in `.NAME.old-*/NAME`; `recover_dir` puts it back, and every swap and
-checkpoint read starts with it, so a kill there loses nothing either.
+of a swap the old directory waits as `.NAME.old-*`; `recover_dir` puts it back, and every swap, checkpoint
+read and shard read starts with it, so a kill there loses nothing either.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,8 @@ def swap_dir(new: Path, path: str | Path) -> Path:
             with open(f, "rb") as handle:
                 os.fsync(handle.fileno())
     if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}{OLD_MARK}", dir=path.parent))
-        os.replace(path, old / path.name)  # moved aside whole: `path` is briefly absent, `old` holds it
+        old = path.with_name(f".{path.name}{OLD_MARK}{uuid.uuid4().hex[:12]}")
+        os.replace(path, old)  # moved aside whole: `path` is briefly absent, `old` holds it
         os.replace(new, path)
         _fsync_dir(path.parent)
         shutil.rmtree(old)
@@ -100,9 +101,8 @@ def recover_dir(path: str | Path) -> bool:
     if path.exists() or not path.parent.is_dir():
         return False
     for aside in sorted(path.parent.glob(f".{path.name}{OLD_MARK}*")):
-        if (aside / path.name).is_dir():
-            os.replace(aside / path.name, path)
-            shutil.rmtree(aside)
+        if aside.is_dir():
+            os.replace(aside, path)
             return True
     return False
 

@@ -147,16 +147,16 @@ class StepSampler(Sampler[list[int]]):
 
 
 def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups as nanoGPT makes them: weight decay on the weight matrices (>= 2-D weights of linear,
-    conv and attention layers) and on nothing else: not on norms, biases, embedding tables or a VQ
-    codebook (a parameter named `codebook`). Frozen parameters are left out."""
+    """AdamW groups as nanoGPT makes them: weight decay on the weight matrices of linear and conv layers
+    (attention projections included) and on nothing else: not on norms, biases, embedding tables, learned
+    position embeddings or a VQ codebook. Frozen parameters are left out."""
     decay, no_decay, seen = [], [], set()
     for owner in module.modules():
         for name, p in owner.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            matrix = p.ndim >= 2 and not isinstance(owner, nn.Embedding) and name != "codebook"
+            matrix = name == "weight" and isinstance(owner, (nn.Linear, nn.modules.conv._ConvNd))
             (decay if matrix else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

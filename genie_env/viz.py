@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+
+from genie_env._io import atomic_path
 
 
 def frame_grid(frames: np.ndarray, ncols: int = 8, pad: int = 2) -> np.ndarray:
@@ -32,18 +33,14 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a uint8 (H, W, 3) image as PNG, atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    imageio.imwrite(tmp, image)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        imageio.imwrite(tmp, image)
     return path
 
 
 def save_gif(frames: np.ndarray, path: str | Path, fps: int = 15, scale: int = 4) -> Path:
     """Write frames uint8 (T, H, W, 3) as a looping GIF, upscaled `scale`x, atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.gif")
-    imageio.mimsave(tmp, list(upscale(np.asarray(frames), scale)), duration=1000 / fps, loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        imageio.mimsave(tmp, list(upscale(np.asarray(frames), scale)), duration=1000 / fps, loop=0)
     return path

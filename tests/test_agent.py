@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
+import genie_env
 from genie_env.agents.networks import ImpalaCNN
 from genie_env.agents.policies import load_agent
 from genie_env.agents.train import AgentConfig, train_agent
@@ -98,3 +100,52 @@ def test_impala_cnn_maps_frames_to_features():
     assert out.shape == (5, 32) and (out >= 0).all()
     out.sum().backward()
     assert net.cnn[0].weight.grad is not None and net.cnn[0].weight.grad.abs().sum() > 0
+
+
+def _with_payload(src, dst, key, marker, keep_description=True):
+    """A copy of agent zip `src` whose `data[key]` unpickles to a call that creates `marker`."""
+    import base64
+    import pickle
+    import zipfile
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (Path(marker),))
+
+    with zipfile.ZipFile(src) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    data = json.loads(files["data"])
+    described = data.get(key) if keep_description and isinstance(data.get(key), dict) else {":type:": "<class 'x'>"}
+    data[key] = {**described, ":serialized:": base64.b64encode(pickle.dumps(Payload())).decode()}
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(dst, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return dst
+
+
+def test_a_crafted_agent_file_cannot_run_code(tiny_agent, tmp_path):
+    from genie_env.agents.policies import make_policy
+    from genie_env.agents.sb3_file import UnsafeAgentFile
+
+    marker = tmp_path / "pwned"
+    # a payload in an entry we rebuild from its description: never unpickled, and the agent still loads
+    hidden = _with_payload(tiny_agent, tmp_path / "hidden.zip", "policy_kwargs", marker)
+    assert load_agent(hidden).policy is not None and not marker.exists()
+    # a payload in an entry we do not know: refused, naming it, before anything is unpickled
+    unknown = _with_payload(tiny_agent, tmp_path / "unknown.zip", "evil", marker, keep_description=False)
+    with pytest.raises(UnsafeAgentFile, match="evil"):
+        load_agent(unknown)
+    with pytest.raises(UnsafeAgentFile, match="evil"):
+        make_policy(f"sb3:{unknown}", 2)  # what genie evaluate and genie collect --policy sb3: use
+    assert not marker.exists()
+
+
+def test_agents_saved_with_the_old_module_path_still_load(tiny_agent, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tiny_agent) as z:
+        data = json.loads(z.read("data"))
+    assert "features_extractor_class" not in json.dumps(data.get("policy_kwargs", {}))  # NatureCNN: nothing to map
+    shipped = load_agent(Path(genie_env.__file__).parent / "assets" / "coinrun" / "agent.zip")  # names genie_env.agent
+    assert isinstance(shipped.policy.features_extractor, ImpalaCNN)

@@ -30,8 +30,12 @@ def test_module_help_works_from_the_repo_root():
 
 
 def test_genie_lists_its_commands_and_rejects_unknown_ones():
+    from genie_env.cli.cli import COMMANDS
+
     out = genie("--help").stdout
-    assert "collect" in out and "data" in out and "demo" in out
+    rows = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+    assert rows == set(COMMANDS)  # one row per command, each with its summary
+    assert all(len(line.split()) > 1 for line in out.splitlines() if line.startswith("  "))
     bad = genie("colect", check=False)
     assert bad.returncode == 2 and "unknown command 'colect'" in bad.stderr
 

@@ -137,7 +137,7 @@ def test_bad_inputs_give_clear_errors():
         rollout_tokens(m, tokens[:, :2] + 16, actions[:, :1], actions[:, :2])
     with pytest.raises(ValueError, match="action out of range: CoinRun has 15 actions"):
         rollout_tokens(m, tokens[:, :2], actions[:, :1], actions[:, :2] + 15)
-    with pytest.raises(ValueError, match="unknown action_mode"):
+    with pytest.raises(ValueError, match="unknown --model.action-mode .concat."):
         DynamicsConfig(action_mode="concat")
     with pytest.raises(ValueError, match="steps must be >= 1"):
         m.step(m.new_cache(2), tokens[:, 0], actions[:, 0], steps=0)

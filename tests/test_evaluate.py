@@ -235,9 +235,11 @@ def test_genie_dispatches_evaluate_and_compare_to_their_scripts():
 
 
 def test_policy_spec_treats_a_bare_path_as_an_sb3_model():
-    assert evaluate_cli.policy_spec("runs/agent/ppo.zip") == "sb3:runs/agent/ppo.zip"
-    assert evaluate_cli.policy_spec("sticky") == "sticky"
-    assert evaluate_cli.default_name("sb3:ppo:runs/agent/ppo_dream.zip") == "ppo_dream"
+    from genie_env.agents.policies import default_name, policy_spec
+
+    assert policy_spec("runs/agent/ppo.zip") == "sb3:runs/agent/ppo.zip"
+    assert policy_spec("sticky") == "sticky"
+    assert default_name("sb3:ppo:runs/agent/ppo_dream.zip") == "ppo_dream"
 
 
 def test_evaluate_and_compare_cli_round_trip(tmp_path, eval_range_dataset, capsys):

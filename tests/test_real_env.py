@@ -159,13 +159,20 @@ def test_bad_env_settings_give_clear_errors():
         ProcgenCoinRunEnv().step(0)
 
 
-def test_human_render_mode_draws_headless():
+def test_human_render_mode_draws_the_frame_headless():
+    import pygame
+
     env = ProcgenCoinRunEnv(render_mode="human")  # SDL_VIDEODRIVER=dummy in conftest
     env.reset(seed=0)
-    env.step(7)
+    obs, *_ = env.step(7)
+    shown = pygame.surfarray.array3d(env._window._screen).transpose(1, 0, 2)  # the window, (H, W, 3)
+    assert shown.shape == (64 * 8, 64 * 8, 3) and np.array_equal(shown[::8, ::8], obs)
     env.close()
+    assert not pygame.display.get_init()
 
 
 def test_package_exposes_version_and_envs():
-    assert genie_env.__version__
+    import importlib.metadata
+
+    assert genie_env.__version__ == importlib.metadata.version("genie-env")
     assert "ProcgenCoinRun-v0" in gymnasium.registry

@@ -13,7 +13,7 @@ import torch
 from genie_env.cli import train_dynamics
 
 from genie_env.agents.train import AgentConfig, train_agent
-from genie_env.checkpoint import CheckpointError, read_config
+from genie_env.checkpoint import CheckpointError, read_config, resolve_checkpoint
 from genie_env.data.collect import CollectConfig
 from genie_env.data.context import ContextSource
 from genie_env.data.dataset import token_windows
@@ -161,3 +161,16 @@ def test_pipeline_presets_validate_rounds_and_agent_features(tmp_path):
     assert pipeline_preset("cpu").agent_features == "impala"
     cpu = Pipeline(PipelineArgs(preset="cpu", out=str(tmp_path / "cpu")))
     assert {cpu.agent_config(env, 8).features for env in ("dream", "real")} == {"impala"}
+
+
+def test_one_tokenizer_check_accepts_the_exported_tokenizer_and_refuses_another(tiny_world_model):
+    from genie_env.models import check_trained_on, tokenizer_identity
+
+    dynamics = tiny_world_model.parent / "dyn_run"
+    run = read_config(resolve_checkpoint(dynamics), kind="dynamics")["tokenizer"]["path"]
+    exported = tiny_world_model / "tokenizer"  # float16, what a packaged (shipped) model holds
+    assert tokenizer_identity(exported) != tokenizer_identity(run)
+    for tokenizer in (run, exported):  # eval-dynamics, load_world_model and --init-from all run this check
+        check_trained_on(dynamics, tokenizer_identity(tokenizer), str(tokenizer))
+    with pytest.raises(CheckpointError, match=f"{dynamics} was trained on tokens of another tokenizer than mine"):
+        check_trained_on(dynamics, {"0" * 64}, "mine")

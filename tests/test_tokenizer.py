@@ -58,9 +58,9 @@ def test_bad_inputs_give_clear_errors():
         model.decode(torch.full((1, 1, 4, 4), 16))
     with pytest.raises(ValueError, match="at most 4 frames"):
         Tokenizer(STVIVIT).encode(frames(b=1, t=5))
-    with pytest.raises(ValueError, match="unknown tokenizer kind"):
+    with pytest.raises(ValueError, match="unknown tokenizer --model.kind .vit."):
         TokenizerConfig(kind="vit")
-    with pytest.raises(ValueError, match="divisible by patch"):
+    with pytest.raises(ValueError, match="--model.frame-size 64 must be divisible by --model.patch 7"):
         TokenizerConfig(patch=7)
 
 

@@ -168,3 +168,25 @@ def test_gradient_accumulation_matches_the_same_global_batch(tmp_path):
     assert torch.allclose(finals[0], finals[1], atol=1e-6)
     with pytest.raises(ValueError, match="--train.batch-size 8 must be divisible by --train.grad-accum 3"):
         TrainConfig(batch_size=8, grad_accum=3)
+
+
+def test_weight_decay_falls_on_weight_matrices_only():
+    from genie_env.models.dynamics import DynamicsConfig, DynamicsModel
+    from genie_env.models.tokenizer import TokenizerConfig
+    from genie_env.trainer import parameter_groups
+
+    model = torch.nn.ModuleDict({
+        "dyn": DynamicsModel(DynamicsConfig(codebook_size=8, grid=2, dim=16, depth=1, heads=2, context_frames=2)),
+        "tok": Tokenizer(TokenizerConfig(patch=16, channels=8, blocks=1, embed_dim=4, codebook_size=8)),
+    })  # fmt: skip
+    decay, no_decay = parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    kept = {names[id(p)] for p in no_decay["params"]}
+    assert decayed and all(n.endswith("weight") for n in decayed)
+    assert all(p.ndim >= 2 for p in decay["params"])
+    for never in ("token_emb.weight", "action_emb.weight", "codebook", "norm", "bias", "pos_spatial"):
+        assert not any(never in n for n in decayed), never
+    assert any("codebook" in n for n in kept) and any("token_emb" in n for n in kept)
+    assert len(decayed) + len(kept) == len(list(model.parameters()))

@@ -18,6 +18,7 @@ from genie_env.checkpoint import CheckpointError
 from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ProcgenCoinRunEnv
+from genie_env.games import DistributionMode
 from genie_env.viz import save_gif
 
 from .common import fail, setup_logging
@@ -35,7 +36,7 @@ class DreamArgs:
     """who acts: random, sticky, or sb3:PATH (a saved agent, acting on the real frames)"""
     seed: int = 0
     """seed of the level, the actions and the dream's sampling"""
-    distribution_mode: str = "easy"
+    distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty of the real game"""
     sampling_steps: int = 1
     """MaskGIT refinement steps per frame"""

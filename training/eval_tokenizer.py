@@ -14,7 +14,7 @@ import tyro
 
 from genie_env._io import atomic_write_json
 from genie_env.checkpoint import CheckpointError
-from genie_env.data.manifest import DatasetError
+from genie_env.data.manifest import DatasetError, Split
 from genie_env.evaluate.tokenizer import evaluate_tokenizer
 from genie_env.models import load_tokenizer
 
@@ -29,7 +29,7 @@ class EvalTokenizerArgs:
     """tokenizer run or checkpoint directory"""
     data: str
     """frame dataset directory"""
-    split: str = "val"
+    split: Split = "val"
     """dataset split to evaluate on (val holds levels the tokenizer never trained on)"""
     max_frames: int = 0
     """evaluate only the first N frames of the split (0 = all)"""

@@ -8,7 +8,6 @@ per-episode lists, which --out keeps).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from genie_env.agents.evaluate import (
     evaluate_policy,
     held_out_levels,
 )
-from genie_env.agents.policies import make_policy
+from genie_env.agents.policies import agent_budget, default_name, make_policy, policy_spec
 from genie_env.data.manifest import DatasetError
+from genie_env.games import DistributionMode
 
 from .common import fail, print_json, setup_logging
 
@@ -45,7 +45,7 @@ class EvaluateArgs:
     """first level seed of the evaluation range"""
     num_levels: int = DEFAULT_EVAL_NUM_LEVELS
     """number of levels in the evaluation range (> 0 when --exclude is given)"""
-    distribution_mode: str = "easy"
+    distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty: easy or hard"""
     num_envs: int = 64
     """CoinRun levels stepped together"""
@@ -61,34 +61,6 @@ class EvaluateArgs:
     """label of this policy in the result (default: the agent spec, or the model file's name)"""
     progress: bool = True
     """show a progress bar"""
-
-
-def policy_spec(agent: str) -> str:
-    """The `make_policy` spec of an AGENT argument: a bare path (or *.zip) means sb3:PATH."""
-    if agent in ("random", "sticky") or agent.startswith("sb3:"):
-        return agent
-    if agent.endswith(".zip") or Path(agent).exists() or "/" in agent:
-        return f"sb3:{agent}"
-    return agent
-
-
-def default_name(spec: str) -> str:
-    """A short label for a policy spec: random, sticky, or the stem of the model file."""
-    return Path(spec.rsplit(":", 1)[-1]).stem if spec.startswith("sb3:") else spec
-
-
-def agent_budget(spec: str) -> dict[str, int]:
-    """The real and dreamed frames an SB3 agent cost, from the record `genie train-agent` keeps beside it
-    (`NAME.json` next to NAME.zip, or the run's `config.json`); {} for other policies or without one."""
-    if not spec.startswith("sb3:"):
-        return {}
-    model = Path(spec.rsplit(":", 1)[-1])
-    for record in (model.with_suffix(".json"), model.parent / "config.json"):
-        if record.exists():
-            meta = json.loads(record.read_text())
-            if meta.get("kind") == "agent":
-                return {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
-    return {}
 
 
 def run(args: EvaluateArgs) -> dict:

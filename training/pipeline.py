@@ -27,7 +27,8 @@ from typing import Any
 
 import tyro
 
-from genie_env.presets import PipelinePreset, pipeline_preset
+from genie_env.games import DistributionMode
+from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
 from .common import fail, setup_logging
 
@@ -38,13 +39,13 @@ logger = logging.getLogger(__name__)
 class PipelineArgs:
     """Arguments of `genie pipeline`."""
 
-    preset: str = "cpu"
+    preset: PresetName = "cpu"
     """budgets of every stage: tiny (minutes, for tests), cpu (the shipped model, 2 cores) or gpu"""
     out: str = "runs/pipeline"
     """directory every stage writes into (one subdirectory each) and DIR/pipeline.json"""
     seed: int = 0
     """seed of collection, training and evaluation"""
-    distribution_mode: str = "easy"
+    distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty: easy or hard"""
     eval_episodes: int | None = None
     """held-out real episodes per evaluated policy (default: the preset's)"""

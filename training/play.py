@@ -18,6 +18,7 @@ from genie_env.checkpoint import CheckpointError
 from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ACTION_MEANINGS, ProcgenCoinRunEnv
+from genie_env.games import DistributionMode
 from genie_env.viz import upscale
 
 from .common import fail, setup_logging
@@ -31,7 +32,7 @@ class PlayArgs:
     """world-model directory (default: the model shipped with the package)"""
     seed: int = 0
     """seed of the first level and of the dream's sampling"""
-    distribution_mode: str = "easy"
+    distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty of the real levels the dreams start from"""
     fps: int = 15
     """frames per second"""

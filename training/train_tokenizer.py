@@ -14,7 +14,7 @@ import tyro
 from genie_env.data.dataset import WindowDataset
 from genie_env.models.common import seed_everything
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
-from genie_env.presets import tokenizer_preset
+from genie_env.presets import TokenizerPresetName, tokenizer_preset
 from genie_env.trainer import TrainConfig, Trainer
 
 from .presets import train_main
@@ -28,7 +28,7 @@ class TrainTokenizerArgs:
     """frame dataset directory (from `genie collect`)"""
     out: str = tyro.MISSING
     """run directory: checkpoints, TensorBoard logs (tb/), metrics.jsonl"""
-    preset: str = "cpu"
+    preset: TokenizerPresetName = "cpu"
     """starting configuration: tiny, cpu, cpu16 or gpu"""
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     """tokenizer architecture"""

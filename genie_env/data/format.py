@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from genie_env._io import file_sha256, is_temp_name, swap_dir, temp_dir_beside
+from genie_env._io import file_sha256, is_temp_name, recover_dir, swap_dir, temp_dir_beside
 from genie_env.data.manifest import MANIFEST, DatasetError, Manifest, ShardInfo, read_manifest
 
 # Per-kind array schema: name -> (dtype, shape of one row). Every array of a shard has the same length.
@@ -123,6 +123,7 @@ def load_shard(root: Path, info: ShardInfo, schema: Schema | None = None, mmap: 
     `schema` defaults to the frames schema; use `schema_of(manifest)` for other kinds.
     """
     schema = schema or SCHEMAS["frames"]
+    recover_dir(Path(root) / info.name)
     arrays = {}
     for key in schema:
         path = Path(root) / info.name / f"{key}.npy"
@@ -182,6 +183,8 @@ def verify_dataset(root: Path) -> Manifest:
 def remove_orphans(root: Path, manifest: Manifest, keep: set[str] = frozenset()) -> list[str]:
     """Delete shard dirs and temp files the manifest does not list (left by a killed writer)."""
     listed = {s.name for s in manifest.shards} | set(keep) | {MANIFEST}
+    for name in listed:
+        recover_dir(Path(root) / name)  # a swap killed between its renames: its old version is not an orphan
     removed = []
     for path in Path(root).iterdir():
         if path.name in listed:

@@ -126,20 +126,34 @@ class DreamBatch:
 class GenieCoinRunEnv(gym.Env):
     """CoinRun dreamed by the world model, one episode at a time.
 
-    Spaces, actions and rewards as in `ProcgenCoinRun-v0`: observation uint8 (64, 64, 3), `Discrete(15)`
-    (`ACTION_MEANINGS`), reward 10 when the model predicts the coin. `reset(seed=s)` draws a real
-    context (from the shipped contexts, a dataset directory or a list of them, or an array) and seeds all
-    sampling, so the same seed and actions give the same dream. An episode terminates when the model
-    predicts termination or the coin, as CoinRun ends on the coin (`events="threshold"`: probability
-    >= 0.5, or `"sample"`: a Bernoulli draw; `"expected"` thresholds both and rewards 10 x the coin
-    probability, the expected reward) and is
-    truncated after `max_episode_steps` (1000 as in CoinRun; short imagined horizons such as 15-20
-    make dream-RL bootstrap the value instead). Info: `termination_prob`, `reward_prob`, `dream_step`.
+    ## Action space
+    `Discrete(15)`, as in `ProcgenCoinRun-v0`: procgen's button combos, names in `ACTION_MEANINGS`.
 
-    Kwargs: `world_model` (a directory, a `WorldModel`, or None for the shipped model), `device`,
-    `precision` (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`,
-    `context_frames` and `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`,
-    `events`, `render_mode`.
+    ## Observation space
+    `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB: the decoded dreamed frame.
+
+    ## Rewards
+    From the model's coin head, per `events`: `"threshold"` gives 10 when the coin probability is at
+    least 0.5, `"sample"` 10 on a Bernoulli draw of it, `"expected"` 10 x the probability (the expected
+    reward, a signal wherever the coin is likely).
+
+    ## Episode end
+    Terminated when the model predicts termination (probability >= 0.5, or a Bernoulli draw with
+    `events="sample"`) or the coin, as CoinRun ends on the coin; truncated after `max_episode_steps`
+    (1000 as in CoinRun; dream-RL uses 15-20 steps from real contexts, so the value is bootstrapped).
+
+    ## Seeding
+    `reset(seed=s)` draws a real context (from the model's shipped contexts, a dataset directory or a
+    list of them, a `.npz` or an array) and seeds all sampling, so the same seed and actions give the
+    same dream.
+
+    ## Info
+    `termination_prob`, `reward_prob` (the coin probability), `dream_step`.
+
+    ## Kwargs
+    `world_model` (a directory, a `WorldModel`, or None for the shipped model), `device`, `precision`
+    (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
+    `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}

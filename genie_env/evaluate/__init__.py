@@ -1,1 +1,2 @@
-"""Evaluation of each stage: tokenizer reconstructions, dynamics rollouts, agents on held-out real levels."""
+"""Evaluation of the world model's stages: tokenizer reconstructions and dynamics rollouts on held-out
+levels (agents are evaluated in `genie_env.agents.evaluate`)."""

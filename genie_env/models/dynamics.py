@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,8 @@ from genie_env.games import COIN_REWARD, NUM_ACTIONS
 from genie_env.models.common import StepResult
 from genie_env.models.st_transformer import KVCache, STConfig, STTransformer
 
-ACTION_MODES = ("token", "add")
+ActionMode = Literal["token", "add"]
+ACTION_MODES: tuple[str, ...] = get_args(ActionMode)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class DynamicsConfig:
     """MLP width as a multiple of dim"""
     context_frames: int = 16
     """training window and the KV cache's sliding window, in frames"""
-    action_mode: str = "token"
+    action_mode: ActionMode = "token"
     """action conditioning: token (prepended to each frame) or add (added to every token)"""
     prev_token: bool = True
     """show the previous frame's token at every position"""
@@ -73,16 +74,18 @@ class DynamicsConfig:
     """weight of terminal transitions in the termination loss (rare class)"""
     event_weight: float = 1.0
     """weight of the reward and termination losses next to the token cross-entropy"""
-    attention: str = "st"
+    attention: Literal["st", "full"] = "st"
     """st, or full spatiotemporal attention (scaling benchmark only)"""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ACTION_MODES:
-            raise ValueError(f"unknown action_mode {self.action_mode!r}: use one of {ACTION_MODES}")
+            raise ValueError(f"unknown --model.action-mode {self.action_mode!r}: use one of {ACTION_MODES}")
         if not 0.0 < self.mask_min <= self.mask_max <= 1.0:
-            raise ValueError(f"need 0 < mask_min <= mask_max <= 1, got {self.mask_min}, {self.mask_max}")
+            raise ValueError(
+                f"need 0 < --model.mask-min <= --model.mask-max <= 1, got {self.mask_min}, {self.mask_max}"
+            )
         if self.context_frames < 2:
-            raise ValueError(f"context_frames must be >= 2, got {self.context_frames}")
+            raise ValueError(f"--model.context-frames must be >= 2, got {self.context_frames}")
 
     @property
     def tokens(self) -> int:

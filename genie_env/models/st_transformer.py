@@ -14,6 +14,7 @@ which depend only on frame distances, so a sliding window needs no position book
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,11 +39,11 @@ class STConfig:
     """spatial tokens per frame (learned spatial position embedding)"""
     max_frames: int = 16
     """longest sequence with learned temporal positions (temporal_pos="learned")"""
-    temporal_pos: str = "learned"
+    temporal_pos: Literal["learned", "rope"] = "learned"
     """temporal positions: learned (fixed length) or rope (rotary, any length, sliding windows)"""
     window: int = 0
     """temporal attention looks back at most this many frames, the current one included (0 = all)"""
-    attention: str = "st"
+    attention: Literal["st", "full"] = "st"
     """st (spatial then temporal) or full (all tokens of all frames, frame-causal; benchmark only)"""
 
     def __post_init__(self) -> None:
@@ -51,7 +52,7 @@ class STConfig:
         if self.temporal_pos not in ("learned", "rope"):
             raise ValueError(f"unknown temporal_pos {self.temporal_pos!r}: use learned or rope")
         if self.attention not in ("st", "full"):
-            raise ValueError(f"unknown attention {self.attention!r}: use st or full")
+            raise ValueError(f"unknown attention {self.attention!r}: use st or full (--model.attention)")
 
 
 def rope_table(positions: torch.Tensor, d: int, device: torch.device | str) -> torch.Tensor:
@@ -110,9 +111,9 @@ def window_mask(t: int, window: int, device) -> torch.Tensor:
 
 
 def cache_dtype(k: torch.Tensor) -> torch.dtype:
-    """The dtype the KV cache keeps (and attends in, with `matmul_attention`): float32 on CPU, where it is
-    the faster one at the shipped model's head size and does not round the scores, the computing dtype
-    elsewhere (the README's "Kernel choices" has the timings)."""
+    """The dtype the KV cache keeps (and attends in, with `matmul_attention`): float32 on CPU, which does not
+    round the attention scores (its speed against bf16 depends on the head size: the README's "Kernel
+    choices"), the computing dtype elsewhere."""
     return torch.float32 if k.device.type == "cpu" else k.dtype
 
 

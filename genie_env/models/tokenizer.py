@@ -13,7 +13,7 @@ Two kinds behind one interface (`TokenizerConfig.kind`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +24,15 @@ from genie_env.models.common import StepResult
 from genie_env.models.quantizer import VectorQuantizer, nearest_code
 from genie_env.models.st_transformer import STConfig, STTransformer
 
-KINDS = ("conv", "stvivit")
+Kind = Literal["conv", "stvivit"]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     """Shape and losses of a VQ-VAE tokenizer."""
 
-    kind: str = "conv"
+    kind: Kind = "conv"
     """tokenizer architecture: conv (per frame) or stvivit (causal spatiotemporal transformer)"""
     frame_size: int = 64
     """frames are frame_size x frame_size x 3"""
@@ -64,13 +65,15 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown tokenizer kind {self.kind!r}: use one of {KINDS}")
+            raise ValueError(f"unknown tokenizer --model.kind {self.kind!r}: use one of {KINDS}")
         if self.frame_size % self.patch:
-            raise ValueError(f"frame_size {self.frame_size} must be divisible by patch {self.patch}")
+            raise ValueError(f"--model.frame-size {self.frame_size} must be divisible by --model.patch {self.patch}")
         if not 2 <= self.codebook_size <= 65536:
-            raise ValueError(f"codebook_size must be in [2, 65536] (tokens are uint16), got {self.codebook_size}")
+            raise ValueError(
+                f"--model.codebook-size must be in [2, 65536] (tokens are uint16), got {self.codebook_size}"
+            )
         if self.kind == "stvivit" and self.channels % self.heads:
-            raise ValueError(f"channels {self.channels} must be divisible by heads {self.heads}")
+            raise ValueError(f"--model.channels {self.channels} must be divisible by --model.heads {self.heads}")
 
     @property
     def grid(self) -> int:

@@ -55,7 +55,7 @@ def test_pipeline_refuses_a_directory_of_another_preset(tmp_path, capsys):
     (tmp_path / "pipeline.json").write_text(json.dumps({"preset": "cpu", "stages": {}}))
     with pytest.raises(SystemExit):
         pipeline.main(["--preset", "tiny", "--out", str(tmp_path)])
-    assert "holds a --preset cpu pipeline" in capsys.readouterr().err
+    assert "holds a --preset cpu run, not tiny" in capsys.readouterr().err
 
 
 def test_demo_writes_the_gif_the_table_and_the_plot(tiny_world_model, tiny_agent, tmp_path, capsys):

@@ -25,6 +25,7 @@ COMMANDS = {
     "dream": ".dream",
     "play": ".play",
     "pipeline": ".pipeline",
+    "study": ".study",
     "demo": ".demo",
 }
 

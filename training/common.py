@@ -1,11 +1,16 @@
-"""Small helpers every CLI script shares: logging set-up and JSON output."""
+"""Small helpers every CLI script shares: logging set-up, JSON output, and the record of finished stages."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -27,3 +32,38 @@ def fail(message: str, code: int = 1) -> None:
     """Print a clear error on stderr and exit with `code` (for bad input at the CLI boundary)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+class StageRecord:
+    """The stages of a long command (`genie pipeline`, `genie study`) that have finished, kept in one JSON
+    file (`path`) so the command can be stopped and run again any number of times: each stage runs once,
+    and its wall time and result are recorded. `header` (e.g. the preset) must match what the file holds,
+    else ValueError naming both, so one directory never mixes two recipes."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        from genie_env._io import atomic_write_json
+
+        self.path, self._write = Path(path), atomic_write_json
+        self.record: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else dict(header)
+        for key, value in header.items():
+            if self.record.get(key) != value:
+                raise ValueError(
+                    f"{self.path.parent} holds a --{key.replace('_', '-')} {self.record.get(key)} run, not {value}: "
+                    "use another --out"
+                )
+        self.record.setdefault("stages", {})
+
+    def done(self, name: str) -> bool:
+        return name in self.record["stages"]
+
+    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run stage `name` unless it already finished; record its wall time and result; return the result."""
+        if self.done(name):
+            logger.info("%s: %s already done", self.path.name, name)
+            return self.record["stages"][name]["result"]
+        logger.info("%s: %s", self.path.name, name)
+        start = time.time()
+        result = fn()
+        self.record["stages"][name] = {"wall_s": round(time.time() - start, 1), "result": result}
+        self._write(self.path, self.record)
+        return result

@@ -18,8 +18,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,7 @@ import tyro
 from genie_env.games import DistributionMode
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
-from .common import fail, setup_logging
+from .common import StageRecord, fail, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -54,33 +52,18 @@ class PipelineArgs:
 class Pipeline:
     """Runs the stages in order, each once: DIR/pipeline.json records the finished ones and their wall times."""
 
-    def __init__(self, args: PipelineArgs) -> None:
-        preset = pipeline_preset(args.preset)
+    def __init__(self, args: PipelineArgs, preset: PipelinePreset | None = None, header: dict | None = None) -> None:
+        """`preset` replaces the named one (the study scales it to a real-frame budget); `header` is what
+        DIR/pipeline.json must record, by default the preset's name."""
+        preset = preset or pipeline_preset(args.preset)
         if args.eval_episodes is not None:
             preset = dataclasses.replace(preset, eval_episodes=args.eval_episodes)
         self.args, self.preset = args, preset
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.record_path = self.out / "pipeline.json"
-        self.record: dict[str, Any] = (
-            json.loads(self.record_path.read_text()) if self.record_path.exists() else {"preset": args.preset}
-        )
-        if self.record.get("preset") != args.preset:
-            raise ValueError(f"{self.out} holds a --preset {self.record.get('preset')} pipeline: use another --out")
-        self.record.setdefault("stages", {})
-
-    def stage(self, name: str, fn: Callable[[], Any]) -> None:
-        """Run stage `name` unless it already finished; record its wall time and result."""
-        if name in self.record["stages"]:
-            logger.info("pipeline: %s already done", name)
-            return
-        logger.info("pipeline: %s", name)
-        start = time.time()
-        result = fn()
-        self.record["stages"][name] = {"wall_s": round(time.time() - start, 1), "result": result}
-        from genie_env._io import atomic_write_json
-
-        atomic_write_json(self.record_path, self.record)
+        self.stages = StageRecord(self.out / "pipeline.json", header or {"preset": args.preset})
+        self.record = self.stages.record
+        self.stage = self.stages.stage
 
     def path(self, name: str, round: int = 1) -> Path:
         """The directory of `name` (data, tokens, dynamics, world_model, agent_dream) in round `round`."""
@@ -89,24 +72,31 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         """All stages; returns DIR/pipeline.json's content."""
         p = self.preset
+        self.build_world_model()
+        self.stage(f"agent_dream_r{p.rounds}" if p.rounds > 1 else "agent_dream", partial(self.agent_dream, p.rounds))
+        self.stage("agent_real", self.agent_real)
+        self.stage("evaluate", self.evaluate)
+        self.stage("compare", self.compare)
+        return self.record
+
+    def build_world_model(self) -> Path:
+        """The stages up to the final round's world model (with the dream agents that collect the later
+        rounds' data); returns the final world model's directory."""
+        p = self.preset
         self.stage("collect", self.collect)
         self.stage("train_tokenizer", lambda: self.train("tokenizer", p.tokenizer))
         self.stage("tokenize", self.tokenize)
         self.stage("train_dynamics", lambda: self.train("dynamics", p.dynamics))
         self.stage("package", self.package)
-        self.stage("agent_dream", self.agent_dream)
         for k in range(2, p.rounds + 1):
+            self.stage("agent_dream" if k == 2 else f"agent_dream_r{k - 1}", partial(self.agent_dream, k - 1))
             self.stage(f"collect_r{k}", partial(self.collect, k))
             self.stage(f"tokenize_r{k}", partial(self.tokenize, k))
             self.stage(f"train_dynamics_r{k}", partial(self.fine_tune, k))
             if p.self_forcing_steps:
                 self.stage(f"self_forcing_r{k}", partial(self.fine_tune, k, self_forcing=True))
             self.stage(f"package_r{k}", partial(self.package, k))
-            self.stage(f"agent_dream_r{k}", partial(self.agent_dream, k))
-        self.stage("agent_real", self.agent_real)
-        self.stage("evaluate", self.evaluate)
-        self.stage("compare", self.compare)
-        return self.record
+        return self.path("world_model", p.rounds)
 
     # ------------------------------------------------------------------ stages
     def collect(self, round: int = 1) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,22 +65,25 @@ def test_collection_is_deterministic_under_a_seed(tmp_path, tiny_dataset):
 
 def test_killed_collection_resumes_to_the_same_episodes(tmp_path, tiny_dataset):
     out = tmp_path / "killed"
-    code = (
-        "from genie_env.agents.policies import collection_policy; from genie_env.data.collect import *; "
-        f"cfg = CollectConfig(out={str(out)!r}, **{TINY!r}); collect(cfg, collection_policy(cfg))"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    manifest_path = out / "manifest.json"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if len(json.loads(manifest_path.read_text())["shards"]) >= 2:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # a deterministic kill -9: the policy kills its own process at its 120th step (of about 190), so the
+    # run always dies part-way, after some shards were handed to the writer, without any clean-up
+    code = f"""
+import os, signal
+from genie_env.agents.policies import collection_policy
+from genie_env.data.collect import CollectConfig, collect
+cfg = CollectConfig(out={str(out)!r}, **{TINY!r})
+policy, steps = collection_policy(cfg), [0]
+act = policy.act
+def killing_act(frames, first):
+    steps[0] += 1
+    if steps[0] == 120:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return act(frames, first)
+policy.act = killing_act
+collect(cfg, policy)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     killed_at = read_manifest(out)
     assert not killed_at.complete, "the run finished before it could be killed"
     collect_with_policy(CollectConfig(out=str(out), resume=True, **TINY))

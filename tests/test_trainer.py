@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -120,18 +119,19 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000005"]
 
 
+@pytest.mark.xdist_group("ddp")  # the Makefile runs pytest with --dist loadgroup
 def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
     common = ["--preset", "tiny", "--data", str(tiny_dataset), "--train.steps", "6", "--train.log-every", "1",
               "--train.num-workers", "0"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "genie_env.cli.train_tokenizer", *common, "--out", str(tmp_path / "one")],
-                   check=True, env=env, cwd=REPO, capture_output=True)  # fmt: skip
-    with socket.socket() as s:  # a free port: a fixed one can still be held by an earlier run
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          str(port), "-m", "genie_env.cli.train_tokenizer", *common, "--out", str(tmp_path / "two")],
-                         env=env, cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    one_out = str(tmp_path / "one")
+    one = subprocess.run([sys.executable, "-m", "genie_env.cli.train_tokenizer", *common, "--out", one_out],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    # --standalone: torchrun picks a free port itself (freeing one and handing it over races other runs)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "genie_env.cli.train_tokenizer", *common, "--out", str(tmp_path / "two")],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
 
     def losses(run):

@@ -110,10 +110,26 @@ def save_checkpoint(
         save_file(state, str(tmp / WEIGHTS))
         for name, group in (tensors or {}).items():
             save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, str(tmp / name))
-        meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config_to_dict(config), **(extra or {})}
-        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
         for name, obj in (json_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")
+        meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config_to_dict(config), **(extra or {})}
+        _write_config(tmp, meta)
+    return path
+
+
+def _write_config(ckpt: Path, meta: dict[str, Any]) -> None:
+    """CKPT/config.json with the sha256 of every other file of the checkpoint (checked when they load)."""
+    digests = {f.name: file_sha256(f) for f in sorted(ckpt.iterdir()) if f.name != CONFIG}
+    (ckpt / CONFIG).write_text(json.dumps({**meta, "files_sha256": digests}, indent=2) + "\n")
+
+
+def verify_file(ckpt: str | Path, name: str) -> Path:
+    """CKPT/name, checked against the sha256 its config.json records (checkpoints written before the
+    digests were recorded pass unchecked); CheckpointError naming the file when the bytes changed."""
+    path = Path(ckpt) / name
+    recorded = read_config(ckpt).get("files_sha256", {}).get(name)
+    if recorded is not None and path.exists() and file_sha256(path) != recorded:
+        raise CheckpointError(f"corrupt checkpoint file {path}: its bytes do not match the sha256 its config records")
     return path
 
 
@@ -150,7 +166,7 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load CKPT/model.safetensors into `model` strictly; names missing, unexpected or misshaped keys."""
-    state = load_tensors(Path(path) / WEIGHTS)
+    state = load_tensors(verify_file(path, WEIGHTS))
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -186,9 +202,10 @@ def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | Non
     meta["exported_from"] = str(src)
     meta["source_sha256"] = weights_sha256(src)
     meta["weights_dtype"] = str(dtype).replace("torch.", "") if dtype is not None else "unchanged"
+    meta.pop("files_sha256", None)
     with atomic_dir(out) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+        _write_config(tmp, meta)
     return out
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from genie_env._io import atomic_write_json
+from genie_env._io import atomic_write_bytes, atomic_write_json
 from genie_env.checkpoint import (
     OPTIMIZER,
     TRAINER_STATE,
@@ -42,6 +42,7 @@ from genie_env.checkpoint import (
     read_config,
     resume_mismatches,
     save_checkpoint,
+    verify_file,
 )
 from genie_env.models.common import StepResult
 
@@ -242,6 +243,11 @@ class Trainer:
         path = self.out / "checkpoints" / f"step_{self.step:07d}"
         if self.rank != 0:
             return path
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise NonFiniteLossError(
+                f"{self.kind}: weights are not finite at step {self.step}; not saved. Last good checkpoint: "
+                f"{latest_checkpoint(self.out) or 'none'} (lower --train.lr or check the data)"
+            )
         opt_tensors, groups = _optimizer_tensors(self.optimizer)
         opt_tensors["rng.torch"] = torch.get_rng_state()
         state = {"step": self.step, "elapsed_s": self.elapsed, "param_groups": groups}
@@ -257,14 +263,14 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         meta = read_config(path, kind=self.kind)
-        extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config")}
+        extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config", "files_sha256")}
         saved = {"model": meta["config"], **extras}  # every recorded setting, so a dropped one is caught too
         now = {"model": asdict(self.model_config), **self._configs()}
         diff = resume_mismatches(saved, now, {f"train.{key}" for key in RESUMABLE_CHANGES})
         if diff:
             raise CheckpointError(f"config does not match checkpoint {path}: differing fields " + "; ".join(diff))
         load_weights(self.model, path)
-        tensors = load_tensors(path / OPTIMIZER)
+        tensors = load_tensors(verify_file(path, OPTIMIZER))
         state = json.loads((path / TRAINER_STATE).read_text())
         if len(state["param_groups"]) != len(self.optimizer.param_groups):
             raise CheckpointError(
@@ -274,6 +280,7 @@ class Trainer:
         _load_optimizer(self.optimizer, tensors, state["param_groups"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self._drop_metrics_after(self.step)
         logger.info("resumed %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------------ training
@@ -339,7 +346,7 @@ class Trainer:
                     good = latest_checkpoint(self.out)
                     raise NonFiniteLossError(
                         f"{self.kind}: loss is {vec[keys.index('loss')].item()} at step {self.step}; stopped without "
-                        f"saving. Last good checkpoint: {good or 'none'} (lower --lr or check the data)"
+                        f"saving. Last good checkpoint: {good or 'none'} (lower --train.lr or check the data)"
                     )
                 grad_norm = nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.grad_clip or float("inf"))
                 self.optimizer.step()
@@ -379,6 +386,16 @@ class Trainer:
                 # without an active exception" (SIGABRT) at interpreter exit
                 dist.destroy_process_group()
         return last
+
+    def _drop_metrics_after(self, step: int) -> None:
+        """Keep only the metrics.jsonl rows up to `step`: a resumed run logs the steps after it again."""
+        path = self.out / "metrics.jsonl"
+        if self.rank != 0 or not path.exists():
+            return
+        rows = path.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if row.strip() and json.loads(row)["step"] <= step]
+        if len(kept) != len(rows):
+            atomic_write_bytes(path, "".join(kept).encode())
 
     def _log(self, writer, metrics: dict[str, float]) -> None:
         if writer is None:

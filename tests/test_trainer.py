@@ -190,3 +190,33 @@ def test_weight_decay_falls_on_weight_matrices_only():
         assert not any(never in n for n in decayed), never
     assert any("codebook" in n for n in kept) and any("token_emb" in n for n in kept)
     assert len(decayed) + len(kept) == len(list(model.parameters()))
+
+
+def test_checkpoints_record_file_digests_refuse_flipped_bytes_and_non_finite_weights(tiny_dataset, tmp_path):
+    trainer = make_trainer(tiny_dataset, tmp_path / "run", steps=4)
+    trainer.fit()
+    ckpt = Path(json.loads((tmp_path / "run" / "latest.json").read_text())["path"])
+    ckpt = tmp_path / "run" / ckpt
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert set(meta["files_sha256"]) == {"model.safetensors", "optimizer.safetensors", "trainer_state.json"}
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF  # a flipped byte inside the tensors: safetensors itself would load it
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt checkpoint file .*model.safetensors: its bytes do not match"):
+        make_trainer(tiny_dataset, tmp_path / "run", steps=4, resume=True)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="weights are not finite at step 4; not saved. Last good checkpoint"):
+        trainer.save()
+
+
+def test_a_resumed_run_logs_each_step_once(tiny_dataset, tmp_path):
+    make_trainer(tiny_dataset, tmp_path / "run", steps=6, checkpoint_every=4, log_every=1).fit()
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    # as if killed after step 6 was logged but before it was saved: resume from step 4
+    (tmp_path / "run" / "latest.json").write_text(json.dumps({"step": 4, "path": "checkpoints/step_0000004"}))
+    make_trainer(tiny_dataset, tmp_path / "run", steps=6, checkpoint_every=4, log_every=1, resume=True).fit()
+    steps = [json.loads(r)["step"] for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]

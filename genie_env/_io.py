@@ -16,11 +16,23 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+class GenieError(Exception):
+    """The base of every error genie-env raises for bad input (a file, a flag, a directory): each CLI catches
+    it and prints one `error:` line instead of a traceback."""
+
+
+class LockedError(GenieError):
+    """Another process holds the lock on a directory this one would write."""
+
 
 TEMP_MARK = ".tmp-"  # in the name of every temp file or directory this module creates
 OLD_MARK = ".old-"  # in the name of a replaced directory on its way out
@@ -132,3 +144,61 @@ def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+LOCK = ".genie.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class DirLock:
+    """An exclusive lock on a directory that a command writes: DIR/.genie.lock holds the holder's pid, host
+    and command line. A second writer is refused with LockedError naming the holder; a lock left by a
+    process that has died (on this host) is stale and taken over. The same process may take it again
+    (a pipeline's stage writing into the pipeline's own directory). Use as a context manager."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root, self.path, self.mine = Path(root), Path(root) / LOCK, False
+
+    def holder(self) -> dict[str, Any] | None:
+        """The lock file's record, or None if there is none (or it cannot be read: a half-written lock)."""
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def __enter__(self) -> DirLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:500]}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                held = self.holder()
+                if held and held.get("host") == me["host"] and held.get("pid") == me["pid"]:
+                    return self  # ours already: re-entered
+                if held and (held.get("host") != me["host"] or _alive(int(held.get("pid", -1)))):
+                    raise LockedError(
+                        f"{self.root} is being written by another process (pid {held.get('pid')} on "
+                        f"{held.get('host')}: {held.get('command')}); wait for it, or use another output directory"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone (or it was never written whole)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.mine = True
+            return self
+        raise LockedError(f"could not take the lock {self.path}: it keeps reappearing")
+
+    def __exit__(self, *exc) -> None:
+        if self.mine:
+            self.path.unlink(missing_ok=True)
+            self.mine = False

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genie_env._io import atomic_dir, file_sha256, recover_dir
+from genie_env._io import GenieError, atomic_dir, file_sha256, recover_dir
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -36,7 +36,7 @@ TRAINER_STATE = "trainer_state.json"
 T = TypeVar("T")
 
 
-class CheckpointError(Exception):
+class CheckpointError(GenieError):
     """A checkpoint is missing, corrupt, of the wrong kind, or does not fit the model or config."""
 
 

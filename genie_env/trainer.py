@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from genie_env._io import atomic_write_bytes, atomic_write_json
+from genie_env._io import DirLock, GenieError, atomic_write_bytes, atomic_write_json
 from genie_env.checkpoint import (
     OPTIMIZER,
     TRAINER_STATE,
@@ -107,7 +107,7 @@ class TrainConfig:
             )
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(GenieError, RuntimeError):
     """The loss became NaN or infinite; the run stopped without writing a checkpoint."""
 
 
@@ -300,7 +300,12 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         """Train to cfg.steps (or the time limit); returns the last logged metrics. Under torchrun it ends
-        by tearing down the process group, so a Trainer fits once."""
+        by tearing down the process group, so a Trainer fits once. The run directory is locked meanwhile
+        (`genie_env._io.DirLock`): a second run into it is refused."""
+        with DirLock(self.out) if self.rank == 0 else nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict[str, float]:
         cfg = self.cfg
         model = self.objective
         if self.world > 1:

@@ -3,6 +3,7 @@ new version, never nothing, and two writers never share a temp name."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -87,3 +88,53 @@ def test_checkpoint_and_shard_writers_keep_the_old_version_when_killed(tmp_path,
 @dataclass(frozen=True)
 class _Cfg:
     x: int = 1
+
+
+def _holding(root, seconds=30):
+    """A process that holds the lock on `root` until killed; returns it once the lock is taken."""
+    import subprocess
+    import sys
+    import time
+
+    code = f"from genie_env._io import DirLock; import time\nwith DirLock({str(root)!r}):\n    time.sleep({seconds})"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    while not (root / _io.LOCK).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_taken(tmp_path):
+    from genie_env.data.collect import CollectConfig
+
+    from .conftest import TINY, collect_with_policy
+
+    out = tmp_path / "ds"
+    proc = _holding(out)
+    try:
+        with pytest.raises(_io.LockedError, match=rf"{out} is being written by another process \(pid {proc.pid} on"):
+            collect_with_policy(CollectConfig(out=str(out), **{**TINY, "frames": 50}))
+        assert not (out / "manifest.json").exists()  # refused before it wrote anything
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / _io.LOCK).exists()  # kill -9: the lock stays behind, stale
+    with _io.DirLock(out), _io.DirLock(out):  # taken over; the same process may take it again
+        assert json.loads((out / _io.LOCK).read_text())["pid"] == os.getpid()
+    assert not (out / _io.LOCK).exists()
+
+
+def test_every_cli_reports_a_locked_directory_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ds"
+    proc = _holding(out)
+    try:
+        r = subprocess.run([sys.executable, "-m", "genie_env.cli.collect", "--out", str(out), "--frames", "50"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {out} is being written by another process")
+    assert "Traceback" not in r.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -46,14 +45,12 @@ def test_tokenize_round_trip(tiny_dataset, tiny_tokenizer_run, tmp_path):
 def test_tokenize_refuses_mismatches(tiny_dataset, tiny_tokenizer_run, tmp_path):
     out = tmp_path / "tokens"
     tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False)
-    other = tmp_path / "other_tokenizer"
-    shutil.copytree(tiny_tokenizer_run, other)
-    ckpt = other / json.loads((other / "latest.json").read_text())["path"] / "model.safetensors"
-    from safetensors.torch import load_file, save_file
+    from genie_env.checkpoint import save_checkpoint
 
-    state = load_file(str(ckpt))
-    state["quantizer.codebook"] += 1.0
-    save_file(state, str(ckpt))
+    model = load_tokenizer(tiny_tokenizer_run)  # another tokenizer: same config, other codes
+    with torch.no_grad():
+        model.quantizer.codebook += 1.0
+    other = save_checkpoint(tmp_path / "other_tokenizer", model, "tokenizer", model.cfg)
     with pytest.raises(DatasetError, match="holds tokens of tokenizer .* not of"):
         tokenize_dataset(tiny_dataset, other, out, progress=False)
     with pytest.raises(DatasetError, match="is a 'tokens' dataset, expected a 'frames' dataset"):

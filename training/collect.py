@@ -16,9 +16,8 @@ import tyro
 
 from genie_env.agents.policies import collection_policy
 from genie_env.data.collect import CollectConfig, collect
-from genie_env.data.manifest import DatasetError
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 
 DEFAULT_JOB = ["--export-npy", "coinrun_data/training_data.npy"]
 
@@ -26,11 +25,9 @@ DEFAULT_JOB = ["--export-npy", "coinrun_data/training_data.npy"]
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
-    try:
+    with cli_errors():
         cfg = tyro.cli(CollectConfig, args=argv or DEFAULT_JOB, prog="genie collect", description=__doc__)
         manifest = collect(cfg, collection_policy(cfg))
-    except (DatasetError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
     counts = manifest.counts
     print(
         f"{cfg.out}: {counts['frames']} frames, {counts['episodes']} episodes "

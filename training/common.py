@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ def setup_logging(verbose: bool = False) -> None:
 def print_json(obj: Any) -> None:
     """Print one JSON object on stdout (what scripts and benchmarks emit for machines to read)."""
     print(json.dumps(obj, indent=2))
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """The boundary every command shares: bad input (a genie-env error naming the file, flag or directory,
+    a ValueError, or an OSError such as a missing file, a full disk or a read-only output) ends the command
+    with one `error:` line and exit code 1, never a traceback."""
+    from genie_env._io import GenieError
+
+    try:
+        yield
+    except (GenieError, ValueError, OSError) as e:
+        fail(str(e))
 
 
 def fail(message: str, code: int = 1) -> None:

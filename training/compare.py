@@ -15,7 +15,7 @@ import tyro
 
 from genie_env.agents.compare import compare_results, load_result
 
-from .common import fail
+from .common import cli_errors, fail
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     args = tyro.cli(CompareArgs, args=argv, prog="genie compare", description=__doc__)
     if not args.results:
         fail("give at least one evaluation JSON (from `genie evaluate AGENT --out FILE`)")
-    try:
+    with cli_errors():
         results = [load_result(path, name) for name, path in map(split_name, args.results)]
         paths = compare_results(results, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
     print(paths["markdown"].read_text(), end="")
     print(f"\nwrote {paths['markdown']}, {paths['json']}, {paths['png']}", file=sys.stderr)
 

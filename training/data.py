@@ -9,10 +9,9 @@ from typing import Annotated
 import tyro
 
 from genie_env.data.format import verify_dataset
-from genie_env.data.manifest import DatasetError
 from genie_env.data.stats import dataset_summary, format_summary
 
-from .common import fail, print_json
+from .common import cli_errors, print_json
 
 
 def info(root: Annotated[Path, tyro.conf.Positional], json: bool = False) -> None:
@@ -41,10 +40,8 @@ def verify(root: Annotated[Path, tyro.conf.Positional]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    try:
+    with cli_errors():
         tyro.extras.subcommand_cli_from_dict({"info": info, "verify": verify}, args=argv, prog="genie data")
-    except DatasetError as e:
-        fail(str(e))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ import tyro
 
 from genie_env._io import atomic_write_json
 from genie_env.agents.compare import compare_results, format_table
-from genie_env.checkpoint import CheckpointError
-from genie_env.data.manifest import DatasetError
 from genie_env.world_model import DEFAULT_AGENT, DEFAULT_MODEL_DIR
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 from .dream import DreamArgs
 from .dream import run as dream
 from .evaluate import EvaluateArgs
@@ -72,10 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     cfg = tyro.cli(DemoConfig, args=argv, prog="genie demo", description=__doc__)
-    try:
+    with cli_errors():
         run(cfg)
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import numpy as np
 import tyro
 
 from genie_env.agents.policies import make_policy
-from genie_env.checkpoint import CheckpointError
 from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ProcgenCoinRunEnv
 from genie_env.games import DistributionMode
 from genie_env.viz import save_gif
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(DreamArgs, args=argv, prog="genie dream", description=__doc__)
-    try:
+    with cli_errors():
         summary = run(args)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
     print(f"wrote {summary['gif']}: {summary['steps']} steps, real return {summary['real_return']:.0f}, "
           f"dream return {summary['dream_return']:.0f}")  # fmt: skip
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import tyro
 
 from genie_env._io import atomic_write_json
-from genie_env.checkpoint import CheckpointError, resolve_checkpoint
-from genie_env.data.manifest import DatasetError, read_manifest
+from genie_env.checkpoint import resolve_checkpoint
+from genie_env.data.manifest import read_manifest
 from genie_env.evaluate.dynamics import evaluate_dynamics
 from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
 
-from .common import fail, print_json, setup_logging
+from .common import cli_errors, print_json, setup_logging
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(EvalDynamicsArgs, args=argv, prog="genie eval-dynamics", description=__doc__)
-    try:
+    with cli_errors():
         manifest = read_manifest(args.tokens, kind="tokens")
         tokenizer_path = resolve_checkpoint(args.tokenizer or manifest.tokenizer["path"])
         dyn_path = resolve_checkpoint(args.dynamics)
@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> None:
             args.data or manifest.source["path"], args.context, args.horizon, args.windows, args.steps,
             args.temperature, args.seed, out_dir=args.out_dir, dreamed_leads=args.dreamed_leads,
         )  # fmt: skip
-    except (DatasetError, CheckpointError, ValueError) as e:
-        fail(str(e))
     result = {"dynamics": args.dynamics, "tokens": args.tokens, **result}
     atomic_write_json(Path(args.out_dir) / "eval_dynamics.json", result)
     print_json(result)

@@ -13,12 +13,11 @@ from pathlib import Path
 import tyro
 
 from genie_env._io import atomic_write_json
-from genie_env.checkpoint import CheckpointError
-from genie_env.data.manifest import DatasetError, Split
+from genie_env.data.manifest import Split
 from genie_env.evaluate.tokenizer import evaluate_tokenizer
 from genie_env.models import load_tokenizer
 
-from .common import fail, print_json, setup_logging
+from .common import cli_errors, print_json, setup_logging
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     args = tyro.cli(EvalTokenizerArgs, args=argv, prog="genie eval-tokenizer", description=__doc__)
     out = Path(args.out_dir)
-    try:
+    with cli_errors():
         tokenizer = load_tokenizer(args.tokenizer)
         result = evaluate_tokenizer(tokenizer, args.data, args.split, args.max_frames, args.batch_size,
                                     grid_path=out / "reconstructions.png")  # fmt: skip
-    except (DatasetError, CheckpointError, ValueError) as e:
-        fail(str(e))
     result = {"tokenizer": args.tokenizer, "data": args.data, **result, "grid": str(out / "reconstructions.png")}
     atomic_write_json(out / "eval_tokenizer.json", result)
     print_json(result)

@@ -25,10 +25,9 @@ from genie_env.agents.evaluate import (
     held_out_levels,
 )
 from genie_env.agents.policies import agent_budget, default_name, make_policy, policy_spec
-from genie_env.data.manifest import DatasetError
 from genie_env.games import DistributionMode
 
-from .common import fail, print_json, setup_logging
+from .common import cli_errors, print_json, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(EvaluateArgs, args=argv, prog="genie evaluate", description=__doc__)
-    try:
+    with cli_errors():
         result = run(args)
-    except (DatasetError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(args.out), result)

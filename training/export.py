@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 import tyro
 
-from genie_env.checkpoint import CheckpointError, export_checkpoint, resolve_checkpoint
+from genie_env.checkpoint import export_checkpoint, resolve_checkpoint
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(ExportArgs, args=argv, prog="genie export", description=__doc__)
-    try:
+    with cli_errors():
         out = export_checkpoint(resolve_checkpoint(args.checkpoint), args.out, torch.float16 if args.fp16 else None)
-    except CheckpointError as e:
-        fail(str(e))
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"exported {args.checkpoint} to {out} ({size:.1f} MiB)")
 

@@ -28,7 +28,7 @@ import tyro
 from genie_env.games import DistributionMode
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
-from .common import StageRecord, fail, setup_logging
+from .common import StageRecord, cli_errors, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +238,11 @@ class Pipeline:
 
 
 def run(args: PipelineArgs) -> dict[str, Any]:
-    """Run (or finish) the pipeline of `args`; returns its record."""
-    return Pipeline(args).run()
+    """Run (or finish) the pipeline of `args`, with its directory locked; returns its record."""
+    from genie_env._io import DirLock
+
+    with DirLock(args.out):
+        return Pipeline(args).run()
 
 
 def _check(preset: PipelinePreset) -> None:
@@ -251,17 +254,13 @@ def _check(preset: PipelinePreset) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from genie_env.checkpoint import CheckpointError
-    from genie_env.data.manifest import DatasetError
 
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(PipelineArgs, args=argv, prog="genie pipeline", description=__doc__)
-    try:
+    with cli_errors():
         _check(pipeline_preset(args.preset))
         record = run(args)
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
     total = sum(s["wall_s"] for s in record["stages"].values())
     print(f"pipeline {args.preset} done in {total / 60:.1f} min: {args.out}/compare/compare.md")
 

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
-from genie_env.checkpoint import CheckpointError
 from genie_env.data.context import ContextSource
 from genie_env.envs.dream import GenieCoinRunEnv
 from genie_env.envs.real import ACTION_MEANINGS, ProcgenCoinRunEnv
 from genie_env.games import DistributionMode
 from genie_env.viz import upscale
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 
 
 @dataclass(frozen=True)
@@ -130,10 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(PlayArgs, args=argv, prog="genie play", description=__doc__)
-    try:
+    with cli_errors():
         shown = play(args)
-    except (CheckpointError, ValueError) as e:
-        fail(str(e))
     print(f"played {shown} frames")
 
 

@@ -29,18 +29,13 @@ def train_main(cls: type[T], make_default: Callable[[str], T], run: Callable[[T]
                prog: str, doc: str) -> None:  # fmt: skip
     """The body of every `genie train-*` command: parse from a preset, train, print the last metrics as
     JSON; a bad dataset, checkpoint, config or a NaN loss ends with a clear error and exit code 1."""
-    from genie_env.checkpoint import CheckpointError
-    from genie_env.data.manifest import DatasetError
-    from genie_env.trainer import NonFiniteLossError
 
-    from .common import fail, print_json, setup_logging
+    from .common import cli_errors, print_json, setup_logging
 
     setup_logging()
     args = parse_with_preset(cls, make_default, argv, prog, doc)
-    try:
+    with cli_errors():
         metrics = run(args)
-    except (DatasetError, CheckpointError, NonFiniteLossError, ValueError) as e:
-        fail(str(e))
     print_json({"out": args.out, **metrics})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: the trainer has torn the process group down, but gloo's threads can still abort

@@ -26,7 +26,7 @@ import tyro
 from genie_env.games import DistributionMode
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
-from .common import StageRecord, fail, setup_logging
+from .common import StageRecord, cli_errors, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class Study:
         return Pipeline(args, budget_preset(self.base, budget), header)
 
     def run(self) -> dict[str, Any]:
+        from genie_env._io import DirLock
+
+        with DirLock(self.out):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         rows = []
         for budget in sorted(self.args.budgets):
             rows.append(self.budget(budget))
@@ -179,16 +185,12 @@ def train_or_skip(cfg, run: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from genie_env.checkpoint import CheckpointError
-    from genie_env.data.manifest import DatasetError
 
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
-    try:
+    with cli_errors():
         args = tyro.cli(StudyArgs, args=argv, prog="genie study", description=__doc__)
         result = Study(args).run()
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
     from genie_env.agents.study import format_study_table
 
     print(format_study_table(result["rows"]))

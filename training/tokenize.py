@@ -7,11 +7,9 @@ from dataclasses import dataclass
 
 import tyro
 
-from genie_env.checkpoint import CheckpointError
-from genie_env.data.manifest import DatasetError
 from genie_env.models.tokenize import tokenize_dataset
 
-from .common import fail, setup_logging
+from .common import cli_errors, setup_logging
 
 
 @dataclass(frozen=True)
@@ -34,10 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
     args = tyro.cli(TokenizeArgs, args=argv, prog="genie tokenize", description=__doc__)
-    try:
+    with cli_errors():
         manifest = tokenize_dataset(args.data, args.tokenizer, args.out, args.batch_size, args.device)
-    except (DatasetError, CheckpointError) as e:
-        fail(str(e))
     grid = "x".join(map(str, manifest.token_grid))
     digest = manifest.tokenizer["sha256"][:12]
     print(f"{args.out}: {manifest.counts['frames']} frames as {grid} tokens (tokenizer {digest})")

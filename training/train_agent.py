@@ -20,10 +20,8 @@ from dataclasses import dataclass
 import tyro
 
 from genie_env.agents.train import AgentConfig, train_agent
-from genie_env.checkpoint import CheckpointError
-from genie_env.data.manifest import DatasetError
 
-from .common import fail, print_json, setup_logging
+from .common import cli_errors, print_json, setup_logging
 
 
 @dataclass(frozen=True)
@@ -44,11 +42,9 @@ def agent_config(args: TrainAgentArgs) -> AgentConfig:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()
-    try:
+    with cli_errors():
         args = tyro.cli(TrainAgentArgs, args=argv, prog="genie train-agent", description=__doc__)
         path = train_agent(agent_config(args), args.out, resume=args.resume)
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
     print_json({"agent": str(path), "out": args.out})
 
 

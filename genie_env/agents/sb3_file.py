@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from genie_env._compat import import_gym_quietly
+from genie_env._io import GenieError
 from genie_env.agents.networks import ImpalaCNN
 
 import_gym_quietly()
@@ -42,7 +43,7 @@ SCHEDULES = {"ConstantSchedule": ConstantSchedule, "LinearSchedule": LinearSched
 DROPPED = ("_last_obs", "_last_episode_starts", "_last_original_obs")
 
 
-class UnsafeAgentFile(ValueError):
+class UnsafeAgentFile(GenieError, ValueError):
     """An agent file holds serialized objects that cannot be rebuilt without unpickling them."""
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from genie_env._compat import import_gym_quietly
-from genie_env._io import atomic_path, atomic_write_json
+from genie_env._io import DirLock, atomic_path, atomic_write_json
 from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL
 from genie_env.agents.networks import Features, policy_kwargs
 from genie_env.agents.policies import load_agent, sb3_class
@@ -275,13 +275,17 @@ def world_model_record(world_model: str | None) -> dict[str, Any]:
 
 
 def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train an agent in the dream or the real game; returns RUN/agent.zip.
+    """Train an agent in the dream or the real game, with RUN locked meanwhile; returns RUN/agent.zip.
 
     RUN holds `agent.zip` (SB3's format), `config.json` (this config, the steps done, the real and
     dreamed frames spent, wall time), `levels.json` (real level seeds behind the training),
     `checkpoints/latest.zip` and TensorBoard logs in `tb/`. `resume=True` continues from the latest
     checkpoint with the same config (ValueError naming the differing fields otherwise)."""
-    run = Path(run)
+    with DirLock(run):
+        return _train_agent(cfg, Path(run), resume, progress)
+
+
+def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> Path:
     config_path, latest = run / "config.json", run / "checkpoints" / "latest.zip"
     env = make_vec_env(cfg)
     previous = 0.0  # wall time of the run before a resume

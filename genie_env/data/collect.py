@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from genie_env._io import atomic_path
+from genie_env._io import DirLock, atomic_path
 from genie_env.checkpoint import resume_mismatches
 from genie_env.data.format import SCHEMAS, load_shard, remove_orphans, save_array, split_of, write_shard
 from genie_env.data.manifest import DatasetError, Manifest, ShardInfo, read_manifest, write_manifest
@@ -229,6 +229,11 @@ class Collector:
 
     # ------------------------------------------------------------------------ main loop
     def run(self) -> Manifest:
+        """Collect (or continue) into `cfg.out`, locked meanwhile: a second collection into it is refused."""
+        with DirLock(self.root):
+            return self._run()
+
+    def _run(self) -> Manifest:
         cfg = self.cfg
         if cfg.resume:
             done_manifest = self._start_resumed()

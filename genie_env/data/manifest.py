@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from genie_env._io import atomic_write_json
+from genie_env._io import GenieError, atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -30,7 +30,7 @@ Split = Literal["train", "val"]
 SPLITS: tuple[str, ...] = get_args(Split)
 
 
-class DatasetError(Exception):
+class DatasetError(GenieError):
     """A dataset directory, manifest or shard is missing, corrupt or of the wrong kind."""
 
 

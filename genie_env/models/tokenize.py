@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from genie_env._io import DirLock
 from genie_env.checkpoint import config_to_dict, resolve_checkpoint, weights_sha256
 from genie_env.data.dataset import episode_bounds
 from genie_env.data.format import load_shard, schema_of, write_shard
@@ -54,7 +55,12 @@ def tokenize_dataset(data: str | Path, tokenizer_path: str | Path, out: str | Pa
     Raises DatasetError if `data` is not a frame dataset, or if `out` holds tokens of another
     tokenizer or another source dataset.
     """
-    data, out = Path(data), Path(out)
+    with DirLock(out):
+        return _tokenize(Path(data), Path(out), tokenizer_path, batch_size, device, progress)
+
+
+def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int, device: str,
+              progress: bool) -> Manifest:  # fmt: skip
     source = read_manifest(data, kind="frames")
     ckpt = resolve_checkpoint(tokenizer_path)
     tokenizer = load_tokenizer(ckpt, device)

@@ -190,10 +190,31 @@ def weights_sha256(path: str | Path) -> str:
     return file_sha256(Path(path) / WEIGHTS)
 
 
-def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
+def _check_export_target(src: Path, out: Path, force: bool) -> None:
+    """Refuse to replace anything but an export of ours (and that only with `force`)."""
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file: give a directory to export to")
+    if out.resolve() == src.resolve() or src.resolve().is_relative_to(out.resolve()):
+        raise CheckpointError(f"--out {out} holds the checkpoint being exported ({src}): choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    try:
+        ours = "exported_from" in read_config(out)
+    except CheckpointError:
+        ours = False
+    if not ours:
+        raise CheckpointError(f"--out {out} exists and is not an exported checkpoint: refusing to replace it")
+    if not force:
+        raise CheckpointError(f"--out {out} already holds an exported checkpoint: pass --force to replace it")
+
+
+def export_checkpoint(src: str | Path, out: str | Path, dtype: torch.dtype | None = torch.float16,
+                      force: bool = False) -> Path:  # fmt: skip
     """Copy a checkpoint's weights (cast to `dtype`) and config.json to `out`, without optimizer state:
-    the inference-only form a model ships in. Returns `out`."""
+    the inference-only form a model ships in. Returns `out`. An existing `out` is replaced only if it is
+    an export of ours and `force` is set (CheckpointError otherwise), and then by an atomic swap."""
     src, out = Path(src), Path(out)
+    _check_export_target(src, out, force)
     meta = read_config(src)
     state = load_tensors(src / WEIGHTS)
     if dtype is not None:

@@ -49,6 +49,9 @@ from genie_env.models.common import StepResult
 logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
+# settings runs record only since a later version (the datasets' identities): a checkpoint written before
+# resumes without that check
+RECORDED_SINCE = {"datasets"}
 # Fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "num_workers", "max_minutes"}
 
@@ -266,6 +269,8 @@ class Trainer:
         extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config", "files_sha256")}
         saved = {"model": meta["config"], **extras}  # every recorded setting, so a dropped one is caught too
         now = {"model": asdict(self.model_config), **self._configs()}
+        for key in RECORDED_SINCE - set(saved):  # a checkpoint from before the setting was recorded
+            now.pop(key, None)
         diff = resume_mismatches(saved, now, {f"train.{key}" for key in RESUMABLE_CHANGES})
         if diff:
             raise CheckpointError(f"config does not match checkpoint {path}: differing fields " + "; ".join(diff))

@@ -192,8 +192,9 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     if len(modes) > 1:
         raise ValueError(f"the frame datasets mix distribution modes {sorted(modes)}")
     dtype = torch.float16 if fp16 else None
-    export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype)
-    export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype)
+    # force: a world model directory's exports are its own (a killed packaging runs again over them)
+    export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype, force=True)
+    export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype, force=True)
     ContextSource.from_dataset(datasets, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
     atomic_write_json(out / "levels.json", {
         "level_seeds": sorted(set().union(*(dataset_level_seeds(d) for d in datasets))),

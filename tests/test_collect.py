@@ -180,3 +180,11 @@ def test_sticky_policy_repeats_and_restarts_on_new_episodes():
         make_policy("greedy", 2)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make_policy("sb3:/no/such/model.zip", 2)
+
+
+def test_resume_of_a_finished_collection_still_exports_the_npy(tmp_path):
+    out = tmp_path / "ds"
+    cfg = dict(frames=120, num_envs=2, max_episode_frames=50, progress=False)
+    collect_with_policy(CollectConfig(out=str(out), **cfg))
+    collect_with_policy(CollectConfig(out=str(out), resume=True, export_npy=str(tmp_path / "x.npy"), **cfg))
+    assert np.load(tmp_path / "x.npy").shape == (120, 64, 64, 3)

@@ -75,3 +75,67 @@ def test_episode_bounds_recover_contiguous_episodes(lengths):
     starts, ends = episode_bounds(ids)
     assert (ends - starts).tolist() == lengths
     assert all((ids[a:b] == ids[a]).all() for a, b in zip(starts, ends))
+
+
+def _copy_with(root, tmp_path, shard_index: int, key: str, change) -> tuple:
+    """A copy of dataset `root` where `change(array)` rewrote one array of one shard; returns (copy, shard)."""
+    import shutil
+
+    from genie_env.data.format import load_shard
+    from genie_env.data.manifest import read_manifest, write_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    manifest = read_manifest(copy)
+    info = manifest.shards[shard_index]
+    arr = np.array(load_shard(copy, info)[key])
+    path = copy / info.name / f"{key}.npy"
+    digest = save_array(path, change(arr))
+    return copy, info, manifest, path, digest, write_manifest
+
+
+def test_training_refuses_a_bit_flipped_shard_naming_it(tiny_dataset, tmp_path):
+    from genie_env.data.manifest import DatasetError
+
+    def flip(frames):
+        frames[3, 10, 10, 0] ^= 0xFF
+        return frames
+
+    copy, info, *_ = _copy_with(tiny_dataset, tmp_path, 0, "frames", flip)  # the manifest keeps the old sha256
+    with pytest.raises(DatasetError, match=f"shard {info.name}: checksum mismatch in .*frames.npy"):
+        WindowDataset(copy, split=info.split, window=2)
+    assert len(WindowDataset(copy, split=info.split, window=2, verify=False)) > 0  # opt-out, for benchmarks
+
+
+def test_training_names_the_shard_of_an_out_of_range_action(tiny_dataset, tmp_path):
+    import dataclasses
+
+    from genie_env.data.manifest import DatasetError
+
+    def bad(actions):
+        actions[5] = 17
+        return actions
+
+    copy, info, manifest, path, digest, write_manifest = _copy_with(tiny_dataset, tmp_path, 1, "actions", bad)
+    shards = tuple(dataclasses.replace(s, sha256={**s.sha256, "actions.npy": digest}) if s.name == info.name else s
+                   for s in manifest.shards)  # fmt: skip
+    write_manifest(copy, dataclasses.replace(manifest, shards=shards))  # checksums fine, value out of range
+    with pytest.raises(DatasetError, match=f"shard {info.name}: action 17 out of range"):
+        WindowDataset(copy, split=info.split, window=2)
+
+
+def test_data_verify_says_when_a_dataset_is_incomplete(tiny_dataset, tmp_path, capsys):
+    import dataclasses
+    import shutil
+
+    from genie_env.cli.data import verify
+
+    from genie_env.data.manifest import read_manifest, write_manifest
+
+    verify(tiny_dataset)
+    assert capsys.readouterr().out.startswith(f"{tiny_dataset}: OK (")
+    copy = tmp_path / "unfinished"
+    shutil.copytree(tiny_dataset, copy)
+    write_manifest(copy, dataclasses.replace(read_manifest(copy), complete=False))
+    verify(copy)
+    assert "INCOMPLETE" in capsys.readouterr().out

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genie_env import _io
-from genie_env.checkpoint import export_checkpoint, read_config, save_checkpoint
+from genie_env.checkpoint import CheckpointError, export_checkpoint, read_config, save_checkpoint
 from genie_env.data.format import SCHEMAS, load_shard, write_shard
 
 
@@ -74,7 +74,7 @@ def test_checkpoint_and_shard_writers_keep_the_old_version_when_killed(tmp_path,
     rows = {k: np.zeros((3, *row), dtype) for k, (dtype, row) in SCHEMAS["frames"].items()}
     info = write_shard(tmp_path, "shard_000000_train", "train", rows)
     for kill in (lambda: save_checkpoint(ckpt, model, "toy", _Cfg(3)),
-                 lambda: export_checkpoint(ckpt, tmp_path / "export"),
+                 lambda: export_checkpoint(ckpt, tmp_path / "export", force=True),
                  lambda: write_shard(tmp_path, "shard_000000_train", "train", rows)):  # fmt: skip
         _fail_on_call(monkeypatch, 2)
         with pytest.raises(KeyboardInterrupt):
@@ -138,3 +138,46 @@ def test_every_cli_reports_a_locked_directory_in_one_line(tmp_path):
         proc.wait()
     assert r.returncode == 1 and r.stderr.startswith(f"error: {out} is being written by another process")
     assert "Traceback" not in r.stderr
+
+
+def test_export_never_replaces_what_it_did_not_write(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "ckpt", torch.nn.Linear(2, 2), "toy", _Cfg())
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    for out, message in ((notes, "is not an exported checkpoint"), (ckpt, "holds the checkpoint being exported"),
+                         (tmp_path, "holds the checkpoint being exported")):  # fmt: skip
+        with pytest.raises(CheckpointError, match=message):
+            export_checkpoint(ckpt, out)
+    assert (notes / "todo.txt").read_text() == "mine" and read_config(ckpt)["config"] == {"x": 1}
+    export_checkpoint(ckpt, tmp_path / "export")
+    with pytest.raises(CheckpointError, match="already holds an exported checkpoint: pass --force"):
+        export_checkpoint(ckpt, tmp_path / "export")
+    export_checkpoint(ckpt, tmp_path / "export", force=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is a file"):
+        export_checkpoint(ckpt, tmp_path / "file")
+
+
+def test_a_resumed_collection_deletes_only_its_own_leftovers(tmp_path):
+    from genie_env.data.collect import CollectConfig
+    from genie_env.data.format import remove_orphans
+    from genie_env.data.manifest import read_manifest
+
+    from .conftest import TINY, collect_with_policy
+
+    out = tmp_path / "ds"
+    collect_with_policy(CollectConfig(out=str(out), **{**TINY, "frames": 300}))
+    manifest = read_manifest(out)
+    mine = ["shard_notes.txt", "resume_me.txt", "notes.tmp", "shard_000099_train_backup"]
+    for name in mine:
+        (out / name).write_text("the user's")
+    user_dir = out / "shard_000098_train"  # a shard's name, but not a shard's files
+    user_dir.mkdir()
+    (user_dir / "readme.md").write_text("the user's")
+    leftover = write_shard(out, "shard_000097_val", "val", load_shard(out, manifest.shards[0]))  # unlisted: ours
+    (out / "resume_000042.npz").write_bytes(b"")
+    (out / ".shard_000096_train.tmp").mkdir()  # an older version's temp name
+    removed = remove_orphans(out, manifest)
+    assert sorted(removed) == [".shard_000096_train.tmp", "resume_000042.npz", leftover.name]
+    assert all((out / name).read_text() == "the user's" for name in mine) and (user_dir / "readme.md").exists()

@@ -220,3 +220,21 @@ def test_a_resumed_run_logs_each_step_once(tiny_dataset, tmp_path):
     make_trainer(tiny_dataset, tmp_path / "run", steps=6, checkpoint_every=4, log_every=1, resume=True).fit()
     steps = [json.loads(r)["step"] for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_other_data_naming_it(tiny_dataset, tmp_path):
+    from genie_env.cli import train_tokenizer
+
+    from genie_env.data.collect import CollectConfig
+
+    from .conftest import collect_with_policy
+
+    other = tmp_path / "other_data"
+    collect_with_policy(CollectConfig(out=str(other), frames=300, num_envs=4, progress=False, seed=3))
+    args = train_tokenizer.default_args("tiny")
+    run = tmp_path / "run"
+    first = dataclasses.replace(args, data=str(tiny_dataset), out=str(run),
+                                train=dataclasses.replace(args.train, steps=10, checkpoint_every=5))  # fmt: skip
+    train_tokenizer.run(first)
+    with pytest.raises(CheckpointError, match=rf"differing fields datasets \(\[.*{tiny_dataset}.* vs \[.*{other}"):
+        train_tokenizer.run(dataclasses.replace(first, data=str(other), resume=True))

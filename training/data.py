@@ -35,7 +35,8 @@ def verify(root: Annotated[Path, tyro.conf.Positional]) -> None:
         root: the dataset directory
     """
     manifest = verify_dataset(root)
-    print(f"{root}: OK ({len(manifest.shards)} shards, {manifest.counts['frames']} frames)")
+    state = "OK" if manifest.complete else "INCOMPLETE (the writer has not finished: resume it with --resume)"
+    print(f"{root}: {state} ({len(manifest.shards)} shards, {manifest.counts['frames']} frames, checksums verified)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,9 +21,11 @@ class ExportArgs:
     checkpoint: str
     """run or checkpoint directory to export"""
     out: str
-    """directory to write (replaced atomically)"""
+    """directory to write (new, empty, or an earlier export with --force; replaced atomically)"""
     fp16: bool = True
     """store floating weights as float16 (half the size); --no-fp16 keeps them as trained"""
+    force: bool = False
+    """replace --out if it already holds an exported checkpoint (anything else there is never replaced)"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     args = tyro.cli(ExportArgs, args=argv, prog="genie export", description=__doc__)
     with cli_errors():
-        out = export_checkpoint(resolve_checkpoint(args.checkpoint), args.out, torch.float16 if args.fp16 else None)
+        out = export_checkpoint(resolve_checkpoint(args.checkpoint), args.out, torch.float16 if args.fp16 else None,
+                                args.force)  # fmt: skip
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"exported {args.checkpoint} to {out} ({size:.1f} MiB)")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import tyro
 
 from genie_env.data.dataset import token_manifests, token_windows
+from genie_env.data.manifest import dataset_identities
 from genie_env.models import init_weights
 from genie_env.models.common import seed_everything
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective
@@ -72,7 +73,8 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     seed_everything(args.train.seed)
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
     model = DynamicsModel(model_cfg)
-    extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset}
+    extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
+             "datasets": dataset_identities(args.tokens)}  # fmt: skip
     if args.self_forcing:  # recorded only when used, so runs from before the option still resume
         extra["self_forcing"] = args.self_forcing
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint

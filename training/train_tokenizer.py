@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import tyro
 
 from genie_env.data.dataset import WindowDataset
+from genie_env.data.manifest import dataset_identities
 from genie_env.models.common import seed_everything
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
 from genie_env.presets import TokenizerPresetName, tokenizer_preset
@@ -52,7 +53,7 @@ def run(args: TrainTokenizerArgs) -> dict[str, float]:
     trainer = Trainer(
         TokenizerObjective(Tokenizer(args.model)), dataset, args.train, args.out, kind="tokenizer",
         model_config=args.model, resume=args.resume, images_fn=reconstruction_grid,
-        extra_config={"window": args.window, "preset": args.preset},
+        extra_config={"window": args.window, "preset": args.preset, "datasets": dataset_identities([args.data])},
     )  # fmt: skip
     return trainer.fit()
 

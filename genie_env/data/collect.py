@@ -239,6 +239,8 @@ class Collector:
             done_manifest = self._start_resumed()
             if done_manifest is not None:
                 logger.info("%s is already complete (%d frames)", self.root, done_manifest.counts["frames"])
+                if cfg.export_npy:
+                    export_npy(self.root, Path(cfg.export_npy), cfg.frames)
                 return done_manifest
         else:
             self._start_fresh()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from genie_env.data.format import load_shard, schema_of
+from genie_env.data.format import check_values, load_shard, schema_of, verify_shard_files
 from genie_env.data.manifest import Manifest, read_manifest
+
+logger = logging.getLogger(__name__)
 
 
 def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,11 +38,14 @@ class WindowDataset(Dataset):
     `oversample_events` > 1 repeats every window that holds a reward or a termination that many times
     in the index, so the rare events that reward and termination heads learn from are seen more often.
 
+    `verify` (the default) checks every shard file against its recorded sha256 (once per file and process)
+    and every action and token against its range, so training never runs on a corrupt shard.
+
     Raises DatasetError for a missing or corrupt dataset, ValueError if no episode is long enough.
     """
 
     def __init__(self, root: str | Path, split: str = "train", window: int = 16, stride: int = 1,
-                 oversample_events: int = 1) -> None:  # fmt: skip
+                 oversample_events: int = 1, verify: bool = True) -> None:  # fmt: skip
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         self.root = Path(root)
@@ -47,7 +53,15 @@ class WindowDataset(Dataset):
         self.kind = self.manifest.kind
         self.window = window
         schema = schema_of(self.manifest)
-        self.shards = [load_shard(self.root, info, schema) for info in self.manifest.shards_of(split)]
+        if not self.manifest.complete:
+            logger.warning("%s is incomplete (its writer has not finished): training on what it holds", self.root)
+        self.shards = []
+        for info in self.manifest.shards_of(split):
+            if verify:
+                verify_shard_files(self.root, info)
+            self.shards.append(load_shard(self.root, info, schema))
+            if verify:
+                check_values(self.shards[-1], self.manifest, f"{self.root} shard {info.name}")
         index = []
         for s, arrays in enumerate(self.shards):
             events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) > 0) | np.asarray(arrays["terminations"])])

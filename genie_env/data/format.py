@@ -15,6 +15,7 @@ or the new version, and at most an orphan shard the manifest does not list, whic
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 
 from genie_env._io import file_sha256, is_temp_name, recover_dir, swap_dir, temp_dir_beside
 from genie_env.data.manifest import MANIFEST, DatasetError, Manifest, ShardInfo, read_manifest
+from genie_env.games import NUM_ACTIONS
 
 # Per-kind array schema: name -> (dtype, shape of one row). Every array of a shard has the same length.
 STEP_ARRAYS = {
@@ -139,6 +141,39 @@ def load_shard(root: Path, info: ShardInfo, schema: Schema | None = None, mmap: 
     return arrays
 
 
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: each file hashed once a process
+
+
+def verify_shard_files(root: Path, info: ShardInfo) -> None:
+    """Check every file of a shard against the sha256 the manifest records, hashing each file at most once
+    per process (while its size and mtime stay the same); DatasetError naming the shard and the file."""
+    for fname, expected in info.sha256.items():
+        path = Path(root) / info.name / fname
+        if not path.exists():
+            raise DatasetError(f"shard {info.name}: missing file {path}")
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _VERIFIED:
+            _VERIFIED[key] = file_sha256(path)
+        if _VERIFIED[key] != expected:
+            raise DatasetError(f"shard {info.name}: checksum mismatch in {path} (file changed or corrupt)")
+
+
+def check_values(arrays: dict[str, np.ndarray], manifest: Manifest, where: str) -> None:
+    """Check that a shard's actions (and tokens) are in range, so a bad value is named here rather than met
+    as an IndexError inside a model; DatasetError naming `where`."""
+    actions = np.asarray(arrays["actions"])
+    if len(actions) and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
+        bad = int(actions.min() if actions.min() < 0 else actions.max())
+        raise DatasetError(
+            f"{where}: action {bad} out of range (CoinRun has {NUM_ACTIONS} actions, 0..{NUM_ACTIONS - 1})"
+        )
+    if manifest.kind == "tokens" and len(actions):
+        top = int(np.asarray(arrays["tokens"]).max())
+        if top >= manifest.codebook_size:
+            raise DatasetError(f"{where}: token {top} out of range (the tokenizer has {manifest.codebook_size} codes)")
+
+
 def dataset_level_seeds(root: Path, split: str | None = None) -> set[int]:
     """Every level seed a frame or token dataset holds (of one split, or all); DatasetError if unreadable."""
     manifest = read_manifest(root)
@@ -160,12 +195,7 @@ def verify_dataset(root: Path) -> Manifest:
     seen_levels: dict[int, str] = {}
     seen_episodes: set[int] = set()
     for info in manifest.shards:
-        for fname, expected in info.sha256.items():
-            path = Path(root) / info.name / fname
-            if not path.exists():
-                raise DatasetError(f"shard {info.name}: missing file {path}")
-            if file_sha256(path) != expected:
-                raise DatasetError(f"shard {info.name}: checksum mismatch in {path} (file changed or corrupt)")
+        verify_shard_files(root, info)
         arrays = load_shard(root, info, schema)
         ids = np.asarray(arrays["episode_ids"])
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -180,16 +210,33 @@ def verify_dataset(root: Path) -> Manifest:
     return manifest
 
 
+# names the project gives what it writes into a dataset directory (older versions' temp names included)
+OUR_SHARD = re.compile(r"shard_\d{6}_(train|val)")
+OUR_RESUME = re.compile(r"resume_\d{6}\.npz")
+OUR_OLD_TEMP = re.compile(r"\.(shard_\d{6}_(train|val)|resume_\d{6}\.npz)\.tmp")
+
+
+def _written_by_us(path: Path, schema: Schema) -> bool:
+    """Whether a file or directory not in the manifest is a leftover of a killed writer of ours, and not
+    something a user put there: our temp names, or a shard directory holding exactly a shard's arrays."""
+    name = path.name
+    if is_temp_name(name) or OUR_OLD_TEMP.fullmatch(name) or (OUR_RESUME.fullmatch(name) and path.is_file()):
+        return True
+    if OUR_SHARD.fullmatch(name) and path.is_dir():
+        return {f.name for f in path.iterdir()} <= {f"{key}.npy" for key in schema}
+    return False
+
+
 def remove_orphans(root: Path, manifest: Manifest, keep: set[str] = frozenset()) -> list[str]:
-    """Delete shard dirs and temp files the manifest does not list (left by a killed writer)."""
+    """Delete what a killed writer of ours left that the manifest does not list (unlisted shards, temp files,
+    an old resume state). Nothing else is touched, whatever its name: a user's `shard_notes.txt` stays."""
     listed = {s.name for s in manifest.shards} | set(keep) | {MANIFEST}
     for name in listed:
         recover_dir(Path(root) / name)  # a swap killed between its renames: its old version is not an orphan
     removed = []
-    for path in Path(root).iterdir():
-        if path.name in listed:
-            continue
-        if path.name.endswith(".tmp") or is_temp_name(path.name) or path.name.startswith(("shard_", "resume_")):
+    schema = schema_of(manifest)
+    for path in sorted(Path(root).iterdir()):
+        if path.name not in listed and _written_by_us(path, schema):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             removed.append(path.name)
     return removed

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from genie_env._io import GenieError, atomic_write_json
+from genie_env._io import GenieError, atomic_write_json, file_sha256
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -153,6 +153,17 @@ def read_manifest(root: str | Path, kind: str | None = None) -> Manifest:
     if kind is not None and manifest.kind != kind:
         raise DatasetError(f"{root} is a {manifest.kind!r} dataset, expected a {kind!r} dataset")
     return manifest
+
+
+def manifest_sha256(root: str | Path) -> str:
+    """The identity of a dataset as it is now: the sha256 of its manifest.json (which lists every file's)."""
+    return file_sha256(Path(root) / MANIFEST)
+
+
+def dataset_identities(roots) -> list[dict[str, str]]:
+    """What a training run records of the datasets it trains on (each one's path and `manifest_sha256`), so
+    a resume on other data, or on the same directory rewritten, is refused."""
+    return [{"path": str(root), "manifest_sha256": manifest_sha256(root)} for root in roots]
 
 
 def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:

@@ -23,14 +23,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# disable_env_checker: gymnasium's passive checker, once a first reset() has raised (say for seed=-1), breaks
+# every later step() with a TypeError; both envs pass gymnasium's full check_env in the tests instead
 gymnasium.register(
     id="ProcgenCoinRun-v0",
     entry_point="genie_env.envs.real:ProcgenCoinRunEnv",
     vector_entry_point="genie_env.envs.real:ProcgenCoinRunVectorEnv",
+    disable_env_checker=True,
 )
 
 gymnasium.register(
     id="GenieCoinRun-v0",
     entry_point="genie_env.envs.dream:GenieCoinRunEnv",
     vector_entry_point="genie_env.envs.dream:GenieCoinRunVectorEnv",
+    disable_env_checker=True,
 )

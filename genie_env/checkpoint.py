@@ -141,8 +141,10 @@ def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint at {path}: {cfg_path} does not exist")
     try:
         meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"corrupt checkpoint config {cfg_path}: {e}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"corrupt checkpoint config {cfg_path}: expected a JSON object")
     for key in ("format_version", "kind", "config"):
         if key not in meta:
             raise CheckpointError(f"corrupt checkpoint config {cfg_path}: missing key {key!r}")
@@ -236,9 +238,12 @@ def latest_checkpoint(run: str | Path) -> Path | None:
     if not pointer.exists():
         return None
     try:
-        return Path(run) / json.loads(pointer.read_text())["path"]
-    except (json.JSONDecodeError, KeyError) as e:
+        record = json.loads(pointer.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"corrupt {pointer}: {e}") from e
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise CheckpointError(f'corrupt {pointer}: expected {{"step": N, "path": "checkpoints/step_..."}}')
+    return Path(run) / record["path"]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

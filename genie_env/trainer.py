@@ -276,7 +276,10 @@ class Trainer:
             raise CheckpointError(f"config does not match checkpoint {path}: differing fields " + "; ".join(diff))
         load_weights(self.model, path)
         tensors = load_tensors(verify_file(path, OPTIMIZER))
-        state = json.loads((path / TRAINER_STATE).read_text())
+        try:
+            state = json.loads(verify_file(path, TRAINER_STATE).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"corrupt or missing {path / TRAINER_STATE}: {e}") from e
         if len(state["param_groups"]) != len(self.optimizer.param_groups):
             raise CheckpointError(
                 f"{path} was written by an older genie-env whose optimizer decayed every parameter (one group): it "

@@ -133,6 +133,12 @@ class WorldModel:
         acts = _as_tensor(actions)
         if acts.ndim != 2 or acts.shape[0] != b:
             raise ValueError(f"actions must have shape (B, H) with B = {b}, got {tuple(acts.shape)}")
+        if acts.shape[1] == 0:
+            raise ValueError("actions must hold at least one step: shape (B, H) with H >= 1")
+        if temperature < 0 or steps < 1:
+            raise ValueError(
+                f"sampling needs steps >= 1 and temperature >= 0, got steps={steps}, temperature={temperature}"
+            )
         acts = _actions_tensor(acts, (b, acts.shape[1]), self.num_actions, "actions")
         if context_actions is None:
             context, ctx_acts = context[:, -1:], torch.zeros(b, 0, dtype=torch.long)

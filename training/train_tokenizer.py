@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import tyro
 
 from genie_env.data.dataset import WindowDataset
-from genie_env.data.manifest import dataset_identities
+from genie_env.data.manifest import dataset_identities, read_manifest
 from genie_env.models.common import seed_everything
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig, TokenizerObjective, reconstruction_grid
 from genie_env.presets import TokenizerPresetName, tokenizer_preset
@@ -49,6 +49,7 @@ def default_args(preset: str) -> TrainTokenizerArgs:
 def run(args: TrainTokenizerArgs) -> dict[str, float]:
     """Train and return the last logged metrics."""
     seed_everything(args.train.seed)
+    read_manifest(args.data, kind="frames")  # a token dataset here is an error naming both kinds
     dataset = WindowDataset(args.data, split="train", window=args.window)
     trainer = Trainer(
         TokenizerObjective(Tokenizer(args.model)), dataset, args.train, args.out, kind="tokenizer",

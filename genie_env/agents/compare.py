@@ -8,6 +8,7 @@ on) and `note`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ def check_result(result: Any, where: str) -> dict[str, Any]:
     for key in REQUIRED_KEYS:
         if key not in result:
             raise ValueError(f"{where}: missing key {key!r} (is it a `genie evaluate --out` result?)")
+    name = result["name"]
+    if not isinstance(name, str) or not name or any(c in name for c in "|\n\r"):
+        raise ValueError(f"{where}: name {name!r} must be non-empty text without '|' or line breaks (a table row)")
+    for key in ("mean_return", "success_rate", "mean_length", "return_ci", "success_ci"):
+        values = result[key] if key.endswith("_ci") else [result[key]]
+        if key.endswith("_ci") and (not isinstance(values, list) or len(values) != 2):
+            raise ValueError(f"{where}: {key} must be a [low, high] pair, got {values!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise ValueError(f"{where}: {key} must be finite numbers, got {result[key]!r}")
+    if not isinstance(result["episodes"], int) or isinstance(result["episodes"], bool) or result["episodes"] < 1:
+        raise ValueError(f"{where}: episodes must be a positive integer, got {result['episodes']!r}")
     return result
 
 

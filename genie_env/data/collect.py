@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import time
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -220,7 +221,7 @@ class Collector:
         try:
             with np.load(path, allow_pickle=False) as z:
                 snapshot = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise DatasetError(f"corrupt resume state {path}: {e}") from e
         self._restore(snapshot, path)
         self.policy.set_state(state["policy"])

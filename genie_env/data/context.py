@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from genie_env._io import atomic_write_bytes
 from genie_env.data.dataset import episode_bounds
 from genie_env.data.format import load_shard
 from genie_env.data.manifest import DatasetError, read_manifest
+from genie_env.games import NUM_ACTIONS
 
 RESET_FROM = ("start", "any")
 
@@ -27,10 +29,17 @@ class ContextSource:
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2:] != (64, 64, 3):
             raise ValueError(f"context frames must be uint8 (N, C, 64, 64, 3), got {frames.dtype} {frames.shape}")
         n, c = frames.shape[:2]
-        actions = np.zeros((n, c - 1), np.int64) if actions is None else np.asarray(actions, np.int64)
+        if n == 0 or c == 0:
+            raise ValueError(f"no contexts: context frames have shape {frames.shape}, need at least one of one frame")
+        actions = np.zeros((n, c - 1), np.int64) if actions is None else np.asarray(actions)
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise TypeError(f"context actions must be integers, got {actions.dtype}")
         if actions.shape != (n, c - 1):
             raise ValueError(f"context actions must have shape ({n}, {c - 1}), got {actions.shape}")
-        self.frames, self.actions = frames, actions
+        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
+            bad = int(actions.min() if actions.min() < 0 else actions.max())
+            raise ValueError(f"context action {bad} out of range: CoinRun has {NUM_ACTIONS} actions (0..14)")
+        self.frames, self.actions = frames, actions.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -53,7 +62,7 @@ class ContextSource:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls(z["frames"], z["actions"])
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             raise DatasetError(f"corrupt context file {path}: {e}") from e
 
     def save(self, path: str | Path) -> Path:

@@ -7,6 +7,8 @@ termination. Spaces are those of `ProcgenCoinRun-v0`, so one policy runs in both
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,21 @@ def _resolve(world_model, device, precision: str, context, context_frames: int, 
     return wm, source
 
 
+def _warn_if_too_big(need: int, num: int) -> None:
+    """Warn before N dreams' KV cache is allocated if it exceeds the memory this machine has free."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: nothing to compare with
+        return
+    if need > free:
+        warnings.warn(
+            f"{num} dreams need {need / 2**30:.1f} GiB of KV cache ({need / num / 2**20:.1f} MiB each) but "
+            f"{free / 2**30:.1f} GiB is free: use fewer envs",
+            ResourceWarning,
+            stacklevel=3,
+        )
+
+
 class DreamBatch:
     """N dreams stepped in one batched model call: per-env KV-cache rows, tokens, counters, generators."""
 
@@ -73,6 +90,7 @@ class DreamBatch:
         self.wm, self.source, self.num = wm, source, num
         self.steps, self.temperature, self.events = steps, temperature, events
         dyn = wm.dynamics
+        _warn_if_too_big(dyn.cache_bytes(num), num)
         self.cache = dyn.new_cache(num)
         self.prev = torch.zeros(num, dyn.cfg.tokens, dtype=torch.long, device=wm.device)
         self.frames = np.zeros((num, *FRAME_SHAPE), np.uint8)
@@ -234,6 +252,8 @@ class GenieCoinRunVectorEnv(VectorEnv):
                  events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
         wm, source = _resolve(world_model, device, precision, context, context_frames, reset_from)

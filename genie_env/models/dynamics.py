@@ -229,6 +229,12 @@ class DynamicsModel(nn.Module):
         return prev
 
     # ------------------------------------------------------------------------- sampling
+    def cache_bytes(self, batch: int) -> int:
+        """Memory the KV cache of `batch` dreams takes (keys and values of every block, float32: what CPU keeps)."""
+        cfg = self.cfg
+        spatial = cfg.tokens + (cfg.action_mode == "token")
+        return 2 * cfg.depth * spatial * cfg.context_frames * cfg.dim * 4 * batch
+
     def new_cache(self, batch: int) -> KVCache:
         """An empty KV cache for `batch` sequences (sliding window of `context_frames`), for `observe` and `step`."""
         return self.st.new_cache(batch)

@@ -137,6 +137,15 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and (TEMP_MARK in name or OLD_MARK in name)
 
 
+def read_json(path: str | Path, what: str, error: type[Exception] = GenieError) -> Any:
+    """The JSON in `path` (a `what`: "manifest", "checkpoint config", ...); `error` naming the file when it is
+    truncated, not JSON or not UTF-8. The one reader of every JSON file the package writes."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"corrupt {what} {path}: {e} (truncated or not JSON)") from e
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()

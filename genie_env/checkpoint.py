@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genie_env._io import GenieError, atomic_dir, file_sha256, recover_dir
+from genie_env._io import GenieError, atomic_dir, file_sha256, read_json, recover_dir
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -139,10 +139,7 @@ def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     cfg_path = Path(path) / CONFIG
     if not cfg_path.exists():
         raise CheckpointError(f"no checkpoint at {path}: {cfg_path} does not exist")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt checkpoint config {cfg_path}: {e}") from e
+    meta = read_json(cfg_path, "checkpoint config", CheckpointError)
     if not isinstance(meta, dict):
         raise CheckpointError(f"corrupt checkpoint config {cfg_path}: expected a JSON object")
     for key in ("format_version", "kind", "config"):
@@ -237,12 +234,9 @@ def latest_checkpoint(run: str | Path) -> Path | None:
     pointer = Path(run) / "latest.json"
     if not pointer.exists():
         return None
-    try:
-        record = json.loads(pointer.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt {pointer}: {e}") from e
+    record = read_json(pointer, "run pointer", CheckpointError)
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-        raise CheckpointError(f'corrupt {pointer}: expected {{"step": N, "path": "checkpoints/step_..."}}')
+        raise CheckpointError(f'corrupt run pointer {pointer}: expected {{"step": N, "path": "checkpoints/step_..."}}')
     return Path(run) / record["path"]
 
 

@@ -18,7 +18,7 @@ from genie_env.data.manifest import DatasetError
 @pytest.mark.parametrize("content", ["[1, 2]", '{"path": null}', '{"step": 3}', "{trunc"])
 def test_a_bad_latest_json_is_named(tmp_path, content):
     (tmp_path / "latest.json").write_text(content)
-    with pytest.raises(CheckpointError, match=f"corrupt {tmp_path / 'latest.json'}"):
+    with pytest.raises(CheckpointError, match=f"corrupt run pointer {tmp_path / 'latest.json'}"):
         latest_checkpoint(tmp_path)
 
 

@@ -7,12 +7,11 @@ on) and `note`.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json
+from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json, read_json
 
 REQUIRED_KEYS = ("name", "episodes", "mean_return", "return_ci", "success_rate", "success_ci", "mean_length")
 DASH = "—"
@@ -44,10 +43,7 @@ def load_result(path: str | Path, name: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"result file {path} does not exist")
-    try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    result = read_json(path, "evaluation result", ValueError)
     if isinstance(result, dict) and name is not None:
         result["name"] = name
     return check_result(result, str(path))

@@ -11,7 +11,6 @@ ones (quick deaths and quick wins finish first).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from genie_env._io import read_json
 from genie_env.data.format import dataset_level_seeds
 from genie_env.data.manifest import MANIFEST
 from genie_env.envs.real import ProcgenCoinRunVectorEnv
@@ -35,10 +35,7 @@ CONFIDENCE = 0.95  # of every CI in an evaluation result
 
 def _levels_file(path: Path) -> set[int]:
     """The `level_seeds` list of a JSON file; raises ValueError if it is not there or not integers."""
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    obj = read_json(path, "levels file", ValueError)
     if not isinstance(obj, dict) or "level_seeds" not in obj:
         raise ValueError(f"{path} has no 'level_seeds' key (expected {{\"level_seeds\": [int, ...]}})")
     seeds = obj["level_seeds"]

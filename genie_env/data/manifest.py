@@ -15,12 +15,11 @@ Frame datasets (`genie collect`) and token datasets (`genie tokenize`) share it:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from genie_env._io import GenieError, atomic_write_json, file_sha256
+from genie_env._io import GenieError, atomic_write_json, file_sha256, read_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -145,11 +144,7 @@ def read_manifest(root: str | Path, kind: str | None = None) -> Manifest:
     path = Path(root) / MANIFEST
     if not path.exists():
         raise DatasetError(f"no dataset at {root}: {path} does not exist (run `genie collect --out {root}` first)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"corrupt manifest {path}: {e} (truncated or not JSON)") from e
-    manifest = Manifest.from_json(data, str(path))
+    manifest = Manifest.from_json(read_json(path, "manifest", DatasetError), str(path))
     if kind is not None and manifest.kind != kind:
         raise DatasetError(f"{root} is a {manifest.kind!r} dataset, expected a {kind!r} dataset")
     return manifest

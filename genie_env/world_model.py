@@ -12,17 +12,24 @@ import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
 
-from genie_env.checkpoint import CheckpointError, resolve_checkpoint
+from genie_env._io import atomic_write_json
+from genie_env.checkpoint import CheckpointError, export_checkpoint, resolve_checkpoint
+from genie_env.data.context import ContextSource
+from genie_env.data.format import dataset_level_seeds
+from genie_env.data.manifest import read_manifest
 from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
 from genie_env.models.dynamics import DynamicsModel
 from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16"]
+"""the precision dreams run in: fp32, or bf16 autocast (faster on CPUs with AVX512-BF16 or AMX, and on GPUs)"""
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "coinrun"
 # the PPO agent trained in the shipped model's dream (SB3's format: stable_baselines3.PPO.load)
@@ -80,7 +87,7 @@ class WorldModel:
                 f"tokenizer ({t.grid}x{t.grid} tokens, {t.codebook_size} codes) and dynamics model "
                 f"({d.grid}x{d.grid}, {d.codebook_size}) do not fit together"
             )
-        if precision not in ("fp32", "bf16"):
+        if precision not in get_args(Precision):
             raise ValueError(f"unknown precision {precision!r}: use fp32 or bf16")
         self.device = torch.device(device)
         self.tokenizer = tokenizer.to(self.device).eval()
@@ -185,12 +192,6 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     dataset, or of several: every round of collected data the model was trained on) and
     `out/levels.json` (the real level seeds and frame count of those datasets, so evaluation can show
     its levels are held out and the real-frame budget counts every round)."""
-    from genie_env._io import atomic_write_json
-    from genie_env.checkpoint import export_checkpoint
-    from genie_env.data.context import ContextSource
-    from genie_env.data.format import dataset_level_seeds
-    from genie_env.data.manifest import read_manifest
-
     out = Path(out)
     datasets = [frames] if isinstance(frames, (str, Path)) else list(frames)
     manifests = [read_manifest(d, kind="frames") for d in datasets]

@@ -19,12 +19,13 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tyro
 
 from genie_env.games import DistributionMode
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
+from genie_env.world_model import Precision
 
 from .common import StageRecord, cli_errors, setup_logging
 
@@ -57,7 +58,7 @@ class StudyArgs:
     """validation episodes per agent"""
     test_episodes: int = 500
     """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
-    dream_precision: Literal["fp32", "bf16"] = "bf16"
+    dream_precision: Precision = "bf16"
     """precision of the dreams the agents train in (bf16, as the shipped agent, is faster on CPUs with AVX512-BF16)"""
 
     def __post_init__(self) -> None:

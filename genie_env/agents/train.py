@@ -27,11 +27,12 @@ from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_STAR
 from genie_env.agents.networks import Features, policy_kwargs
 from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
-from genie_env.envs.dream import GenieCoinRunVectorEnv
+from genie_env.data.context import ResetFrom
+from genie_env.envs.dream import Events, GenieCoinRunVectorEnv
 from genie_env.envs.real import ProcgenCoinRunVectorEnv
 from genie_env.envs.sb3 import SB3VecEnv
 from genie_env.games import DistributionMode
-from genie_env.world_model import DEFAULT_MODEL_DIR
+from genie_env.world_model import DEFAULT_MODEL_DIR, Precision
 
 import_gym_quietly()
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
@@ -43,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 TrainEnv = Literal["dream", "real"]
 Algo = Literal["ppo", "a2c"]
-ResetFrom = Literal["start", "any"]
-Events = Literal["expected", "threshold", "sample"]
-InferencePrecision = Literal["fp32", "bf16"]
 AGENT_FORMAT_VERSION = 1
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
 RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
@@ -81,7 +79,7 @@ class AgentConfig:
     events: Events = "expected"
     """dream rewards and ends: expected (reward 10 x the coin probability, end at probability >= 0.5),
     threshold (both at probability >= 0.5) or sample (Bernoulli draws)"""
-    precision: InferencePrecision = "fp32"
+    precision: Precision = "fp32"
     """dream inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without)"""
     device: str = "cpu"
     """device of the policy network and of the world model"""
@@ -120,7 +118,7 @@ class AgentConfig:
         object.__setattr__(self, "context", context)
         for flag, value, kind in (("env", self.env, TrainEnv), ("features", self.features, Features),
                                   ("reset-from", self.reset_from, ResetFrom), ("events", self.events, Events),
-                                  ("precision", self.precision, InferencePrecision)):  # fmt: skip
+                                  ("precision", self.precision, Precision)):  # fmt: skip
             if value not in get_args(kind):
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
         algorithm_class(self.algo)

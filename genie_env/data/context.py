@@ -6,6 +6,7 @@ import io
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -15,7 +16,8 @@ from genie_env.data.format import load_shard
 from genie_env.data.manifest import DatasetError, read_manifest
 from genie_env.games import NUM_ACTIONS
 
-RESET_FROM = ("start", "any")
+ResetFrom = Literal["start", "any"]
+RESET_FROM: tuple[str, ...] = get_args(ResetFrom)
 
 
 class ContextSource:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,8 @@ from genie_env.games import (
 )
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
 
-EVENT_MODES = ("threshold", "sample", "expected")
+Events = Literal["threshold", "sample", "expected"]
+EVENT_MODES: tuple[str, ...] = get_args(Events)
 
 
 def _resolve(world_model, device, precision: str, context, context_frames: int, reset_from: str):

@@ -104,3 +104,39 @@ def test_more_dreams_than_memory_warns_before_allocating(tiny_world_model, monke
     monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)  # 4 KiB free
     with pytest.warns(ResourceWarning, match=r"3 dreams need .* GiB of KV cache .* MiB each\) but 0.0 GiB is free"):
         dream.GenieCoinRunVectorEnv(3, world_model=str(tiny_world_model))
+
+
+def test_an_out_that_is_a_file_is_one_error_line(tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    r = subprocess.run([sys.executable, "-m", "genie_env.cli.collect", "--out", str(target), "--frames", "50"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error:") and str(target) in r.stderr
+    assert "Traceback" not in r.stderr and target.read_text() == "mine"
+
+
+def test_a_truncated_resume_state_is_named(tmp_path):
+    from genie_env.data.collect import CollectConfig
+
+    from .conftest import collect_with_policy
+
+    out = tmp_path / "ds"
+    cfg = dict(frames=400, num_envs=2, shard_frames=100, max_episode_frames=50, progress=False)
+    collect_with_policy(CollectConfig(out=str(out), **cfg))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.update(complete=False, resume_state="resume_000001.npz", state={"next_episode_id": 0, "kept":
+                    {"frames": 0, "episodes": 0}, "shard_index": 1, "policy": {}})  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "resume_000001.npz").write_bytes(b"PK\x03\x04truncated")
+    with pytest.raises(DatasetError, match="corrupt resume state .*resume_000001.npz"):
+        collect_with_policy(CollectConfig(out=str(out), resume=True, **cfg))
+
+
+def test_a_checkpoint_without_its_trainer_state_is_named(tiny_dataset, tmp_path):
+    from .test_trainer import make_trainer
+
+    make_trainer(tiny_dataset, tmp_path / "run", steps=4).fit()
+    ckpt = tmp_path / "run" / json.loads((tmp_path / "run" / "latest.json").read_text())["path"]
+    (ckpt / "trainer_state.json").unlink()
+    with pytest.raises(CheckpointError, match=f"corrupt or missing {ckpt / 'trainer_state.json'}"):
+        make_trainer(tiny_dataset, tmp_path / "run", steps=4, resume=True)

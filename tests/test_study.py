@@ -30,8 +30,8 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     stages = json.loads((out / "stages.json").read_text())["stages"]
     per_budget = ["real_seed0", "dream_seed0"] + [f"eval/{s}_seed0_{split}" for s in ("dream", "real")
                                                   for split in ("val", "test")]  # fmt: skip
-    assert list(stages) == [f"{b}/{name}" for b in BUDGETS for name in per_budget] + ["eval/random_val",
-                                                                                      "eval/random_test"]  # fmt: skip
+    assert list(stages) == ["eval/random_val", "eval/random_test"] + [f"{b}/{name}" for b in BUDGETS
+                                                                      for name in per_budget]  # fmt: skip
     rows = json.loads((out / "study.json").read_text())["rows"]
     assert [row["budget"] for row in rows] == list(BUDGETS)
     for budget, row in zip(BUDGETS, rows):

@@ -103,14 +103,14 @@ class Study:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
+        from genie_env.agents.study import write_study
+
+        random = {split: self.stages.stage(f"eval/random_{split}", lambda s=split: self.evaluate("random", s, ()))
+                  for split in SPLITS}  # fmt: skip
         rows = []
         for budget in sorted(self.args.budgets):
             rows.append(self.budget(budget))
-        random = {split: self.stages.stage(f"eval/random_{split}", lambda s=split: self.evaluate("random", s, ()))
-                  for split in SPLITS}  # fmt: skip
-        from genie_env.agents.study import write_study
-
-        paths = write_study(rows, self.out, random["test"])
+            paths = write_study(rows, self.out, random["test"])  # after each budget: what is done so far
         return {"rows": rows, "paths": {k: str(v) for k, v in paths.items()}}
 
     def budget(self, budget: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,12 @@ class LockedError(GenieError):
 
 TEMP_MARK = ".tmp-"  # in the name of every temp file or directory this module creates
 OLD_MARK = ".old-"  # in the name of a replaced directory on its way out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,6 +64,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}{TEMP_MARK}", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode a plain open() would
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -82,7 +90,9 @@ def temp_dir_beside(path: str | Path) -> Path:
     """A new, empty, uniquely named hidden directory beside `path`, to fill and then `swap_dir` into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_MARK}", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_MARK}", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give it the mode a plain mkdir would
+    return tmp
 
 
 def swap_dir(new: Path, path: str | Path) -> Path:
@@ -168,6 +178,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
 class DirLock:
     """An exclusive lock on a directory that a command writes: DIR/.genie.lock holds the holder's pid, host
     and command line. A second writer is refused with LockedError naming the holder; a lock left by a
@@ -192,6 +209,10 @@ class DirLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 held = self.holder()
+                if held is None and _age(self.path) < 10:  # being written this instant by its holder
+                    raise LockedError(
+                        f"{self.root} is being written by another process (its lock is being taken)"
+                    ) from None
                 if held and held.get("host") == me["host"] and held.get("pid") == me["pid"]:
                     return self  # ours already: re-entered
                 if held and (held.get("host") != me["host"] or _alive(int(held.get("pid", -1)))):

@@ -181,3 +181,15 @@ def test_a_resumed_collection_deletes_only_its_own_leftovers(tmp_path):
     removed = remove_orphans(out, manifest)
     assert sorted(removed) == [".shard_000096_train.tmp", "resume_000042.npz", leftover.name]
     assert all((out / name).read_text() == "the user's" for name in mine) and (user_dir / "readme.md").exists()
+
+
+def test_atomic_writes_get_the_modes_plain_writes_get(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        _io.atomic_write_bytes(tmp_path / "f.bin", b"x")
+        with _io.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others can read it
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

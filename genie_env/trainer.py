@@ -36,6 +36,7 @@ from genie_env.checkpoint import (
     OPTIMIZER,
     TRAINER_STATE,
     CheckpointError,
+    config_from_dict,
     latest_checkpoint,
     load_tensors,
     load_weights,
@@ -268,6 +269,10 @@ class Trainer:
         meta = read_config(path, kind=self.kind)
         extras = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "config", "files_sha256")}
         saved = {"model": meta["config"], **extras}  # every recorded setting, so a dropped one is caught too
+        # a field added to a config since the run started, at its default, is the same config
+        saved["model"] = asdict(config_from_dict(type(self.model_config), meta["config"], str(path)))
+        if isinstance(saved.get("train"), dict):
+            saved["train"] = asdict(config_from_dict(TrainConfig, saved["train"], str(path)))
         now = {"model": asdict(self.model_config), **self._configs()}
         for key in RECORDED_SINCE - set(saved):  # a checkpoint from before the setting was recorded
             now.pop(key, None)

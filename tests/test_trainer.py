@@ -238,3 +238,16 @@ def test_resume_refuses_other_data_naming_it(tiny_dataset, tmp_path):
     train_tokenizer.run(first)
     with pytest.raises(CheckpointError, match=rf"differing fields datasets \(\[.*{tiny_dataset}.* vs \[.*{other}"):
         train_tokenizer.run(dataclasses.replace(first, data=str(other), resume=True))
+
+
+def test_a_run_resumes_after_a_config_field_was_added_at_its_default(tiny_dataset, tmp_path):
+    make_trainer(tiny_dataset, tmp_path / "run", steps=4, checkpoint_every=2).fit()
+    ckpt = tmp_path / "run" / json.loads((tmp_path / "run" / "latest.json").read_text())["path"]
+    meta = json.loads((ckpt / "config.json").read_text())
+    del meta["config"]["kmeans_init"], meta["train"]["beta2"]  # as written before these fields existed
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    make_trainer(tiny_dataset, tmp_path / "run", steps=4, resume=True)  # no "differing fields"
+    meta["config"]["channels"] += 1  # a real difference is still refused
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"model.channels \(17 vs 16\)"):
+        make_trainer(tiny_dataset, tmp_path / "run", steps=4, resume=True)

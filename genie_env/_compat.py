@@ -16,3 +16,25 @@ def import_gym_quietly() -> None:
             import gym  # noqa: F401
         except ImportError:
             pass
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (/proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def fast_bf16(device: str) -> bool:
+    """Whether bf16 arithmetic is fast on `device`: a CUDA GPU that supports it, or a CPU with AVX512-BF16
+    or AMX (on other CPUs PyTorch emulates bf16, several times slower than fp32)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})

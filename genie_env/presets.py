@@ -44,8 +44,8 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
         ),
     ),
     # the default: an 8x8 token grid (64 tokens a frame, so the dynamics model stays cheap), patchified
-    # straight to 8x8 and worked on there; 2.5M params. bf16 autocast on CPU: on cores with AVX512-BF16 it
-    # trains faster than fp32 with the same loss curve (README, "The tokenizer", has the measurement)
+    # straight to 8x8 and worked on there; 2.5M params. Precision auto: bf16 autocast on cores with AVX512-BF16
+    # (faster than fp32 with the same loss curve, README "The tokenizer"), fp32 where bf16 would be emulated
     "cpu": TokenizerPreset(
         TokenizerConfig(kind="conv", patch=8, channels=128, blocks=4, embed_dim=64, codebook_size=1024),
         TrainConfig(
@@ -54,7 +54,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             lr=1e-3,
             warmup_steps=300,
             min_lr_ratio=0.05,
-            precision="bf16",
+            precision="auto",
             checkpoint_every=500,
             image_every=1000,
             num_workers=1,
@@ -70,7 +70,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
             lr=1e-3,
             warmup_steps=200,
             min_lr_ratio=0.05,
-            precision="bf16",
+            precision="auto",
             checkpoint_every=250,
             image_every=500,
             num_workers=1,
@@ -127,7 +127,8 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
             num_workers=0,
         ),
     ),
-    # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, bf16 autocast on CPU; 3.3M params.
+    # for the 8x8 cpu tokenizer: width 256, 4 ST blocks, 16-frame windows, precision auto (bf16 on fast-bf16
+    # CPUs); 3.3M params.
     # Width 128 trains and dreams about twice as fast, but its dream-trained agents score a point lower on
     # validation levels, so 256 stays (the README's speed paragraph has the figures)
     "cpu": DynamicsPreset(
@@ -139,7 +140,7 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
             warmup_steps=200,
             min_lr_ratio=0.1,
             weight_decay=0.01,
-            precision="bf16",
+            precision="auto",
             checkpoint_every=250,
             image_every=0,
             num_workers=1,

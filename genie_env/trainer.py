@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from genie_env._compat import fast_bf16
 from genie_env._io import DirLock, GenieError, atomic_write_bytes, atomic_write_json
 from genie_env.checkpoint import (
     OPTIMIZER,
@@ -84,7 +85,8 @@ class TrainConfig:
     seed: int = 0
     """seed of initialisation, data order and every random draw in training"""
     precision: Precision = "auto"
-    """auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (autocast on any device)"""
+    """auto (bf16 autocast where bf16 is fast: a CUDA GPU, or a CPU with AVX512-BF16 or AMX; fp32 elsewhere),
+    fp32, or bf16 (autocast on any device: slow on CPUs without those instructions)"""
     compile: bool = False
     """wrap the objective in torch.compile"""
     num_workers: int = 1
@@ -299,7 +301,7 @@ class Trainer:
     # ------------------------------------------------------------------------ training
     def _autocast(self):
         cfg, dev = self.cfg, self.device.type
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev == "cuda")
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and fast_bf16(dev))
         return torch.autocast(dev, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
     def _loader(self) -> DataLoader:

@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple, get_args
 import numpy as np
 import torch
 
+from genie_env._compat import fast_bf16
 from genie_env._io import atomic_write_json
 from genie_env.checkpoint import CheckpointError, export_checkpoint, resolve_checkpoint
 from genie_env.data.context import ContextSource
@@ -28,8 +29,19 @@ from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16"]
-"""the precision dreams run in: fp32, or bf16 autocast (faster on CPUs with AVX512-BF16 or AMX, and on GPUs)"""
+Precision = Literal["fp32", "bf16", "auto"]
+"""the precision dreams run in: fp32, bf16 autocast (faster on CPUs with AVX512-BF16 or AMX, and on GPUs;
+emulated and several times slower on other CPUs), or auto (bf16 where it is fast, fp32 elsewhere)"""
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """fp32 or bf16 for `precision` on `device` ("auto": bf16 where bf16 is fast, `_compat.fast_bf16`)."""
+    if precision not in get_args(Precision):
+        raise ValueError(f"unknown precision {precision!r}: use one of {get_args(Precision)}")
+    if precision == "auto":
+        return "bf16" if fast_bf16(str(torch.device(device).type)) else "fp32"
+    return precision
+
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "coinrun"
 # the PPO agent trained in the shipped model's dream (SB3's format: stable_baselines3.PPO.load)
@@ -87,9 +99,8 @@ class WorldModel:
                 f"tokenizer ({t.grid}x{t.grid} tokens, {t.codebook_size} codes) and dynamics model "
                 f"({d.grid}x{d.grid}, {d.codebook_size}) do not fit together"
             )
-        if precision not in get_args(Precision):
-            raise ValueError(f"unknown precision {precision!r}: use fp32 or bf16")
         self.device = torch.device(device)
+        precision = resolve_precision(precision, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).eval()
         self.precision = precision

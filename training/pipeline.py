@@ -47,6 +47,9 @@ class PipelineArgs:
     """CoinRun difficulty: easy or hard"""
     eval_episodes: int | None = None
     """held-out real episodes per evaluated policy (default: the preset's)"""
+    full_steps: bool = False
+    """train every model for all its preset's steps, however long it takes (drop the presets' --train.max-minutes
+    caps, which make a slower machine train a different model)"""
 
 
 class Pipeline:
@@ -64,6 +67,10 @@ class Pipeline:
         self.stages = StageRecord(self.out / "pipeline.json", header or {"preset": args.preset})
         self.record = self.stages.record
         self.stage = self.stages.stage
+
+    def time_limit(self) -> dict[str, float]:
+        """The trainers' max_minutes override: none, or 0 (no cap) with --full-steps."""
+        return {"max_minutes": 0.0} if self.args.full_steps else {}
 
     def path(self, name: str, round: int = 1) -> Path:
         """The directory of `name` (data, tokens, dynamics, world_model, agent_dream) in round `round`."""
@@ -121,7 +128,7 @@ class Pipeline:
         out = self.path(kind)
         defaults = module.default_args(preset)
         source = {"data": str(self.path("data"))} if kind == "tokenizer" else {"tokens": str(self.path("tokens"))}
-        train = dataclasses.replace(defaults.train, seed=self.args.seed)
+        train = dataclasses.replace(defaults.train, seed=self.args.seed, **self.time_limit())
         args = dataclasses.replace(defaults, out=str(out), train=train, resume=(out / "latest.json").exists(), **source)
         return module.run(args)
 
@@ -142,7 +149,7 @@ class Pipeline:
         defaults = train_dynamics.default_args(p.dynamics)
         train = dataclasses.replace(
             defaults.train, seed=self.args.seed + round - 1 + int(self_forcing), steps=steps, lr=p.finetune_lr,
-            warmup_steps=max(1, steps // 20), checkpoint_every=max(1, steps // 8),
+            warmup_steps=max(1, steps // 20), checkpoint_every=max(1, steps // 8), **self.time_limit(),
         )  # fmt: skip
         args = dataclasses.replace(
             defaults, tokens=tuple(str(self.path("tokens", k)) for k in range(1, round + 1)), out=str(out),

@@ -58,8 +58,8 @@ class StudyArgs:
     """validation episodes per agent"""
     test_episodes: int = 500
     """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
-    dream_precision: Precision = "bf16"
-    """precision of the dreams the agents train in (bf16, as the shipped agent, is faster on CPUs with AVX512-BF16)"""
+    dream_precision: Precision = "auto"
+    """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
 
     def __post_init__(self) -> None:
         if not self.budgets or min(self.budgets) < 1 or self.seeds < 1:
@@ -92,7 +92,7 @@ class Study:
         from .pipeline import Pipeline, PipelineArgs
 
         args = PipelineArgs(preset=self.args.preset, out=str(self.out / str(budget) / "pipeline"), seed=self.args.seed,
-                            distribution_mode=self.args.distribution_mode)  # fmt: skip
+                            distribution_mode=self.args.distribution_mode, full_steps=True)  # fmt: skip
         header = {"preset": self.args.preset, "budget": budget}
         return Pipeline(args, budget_preset(self.base, budget), header)
 

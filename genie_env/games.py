@@ -105,6 +105,13 @@ def check_action(action: Any) -> int:
     return value
 
 
+def bad_action(actions: np.ndarray) -> int | None:
+    """The first action of an integer array that is not one of CoinRun's (0..14), or None if all are."""
+    actions = np.asarray(actions)
+    bad = (actions < 0) | (actions >= NUM_ACTIONS)
+    return int(actions.reshape(-1)[np.argmax(bad.reshape(-1))]) if bad.any() else None
+
+
 def check_actions(actions: Any, num_envs: int) -> np.ndarray:
     """Validate a batch of actions: integer array of shape (num_envs,) in 0..14; returns int32."""
     arr = np.asarray(actions)

@@ -188,11 +188,9 @@ class Pipeline:
         )  # fmt: skip
 
     def agent(self, env: str, steps: int, round: int = 1) -> str:
-        from genie_env.agents.train import train_agent
+        from genie_env.agents.train import train_or_resume
 
-        run = self.path(f"agent_{env}", round)
-        resume = (run / "checkpoints" / "latest.zip").exists()
-        return str(train_agent(self.agent_config(env, steps, round), run, resume=resume))
+        return str(train_or_resume(self.agent_config(env, steps, round), self.path(f"agent_{env}", round)))
 
     def agent_dream(self, round: int = 1) -> str:
         return self.agent("dream", self.preset.agent_steps, round)

@@ -14,7 +14,6 @@ Both level ranges are checked disjoint from every level behind the world models 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -116,6 +115,7 @@ class Study:
     def budget(self, budget: int) -> dict[str, Any]:
         """Every stage of one budget; returns its table row."""
         from genie_env.agents.study import budget_row, summarise_side
+        from genie_env.agents.train import train_or_resume
 
         pipe = self.pipeline(budget)
         rounds = pipe.preset.rounds
@@ -123,7 +123,7 @@ class Study:
 
         def agent(side: str, seed: int, cfg) -> None:
             run = runs[(side, seed)] = self.out / str(budget) / f"{side}_seed{seed}"
-            self.stages.stage(f"{budget}/{side}_seed{seed}", lambda: str(train_or_skip(cfg, run)))
+            self.stages.stage(f"{budget}/{side}_seed{seed}", lambda: str(train_or_resume(cfg, run)))
 
         for seed in range(self.args.seeds):  # first: they need no world model, and they are the cheap side
             agent("real", seed, dataclasses.replace(pipe.agent_config("real", budget), seed=seed, world_model=None,
@@ -165,24 +165,6 @@ class Study:
         name = Path(agent).parent.name if agent != "random" else "random"
         atomic_write_json(where / "eval" / f"{name}_{split}.json", result)
         return {k: v for k, v in result.items() if k != "per_episode"}
-
-
-def train_or_skip(cfg, run: Path) -> Path:
-    """RUN/agent.zip of an agent trained with `cfg`: kept if RUN already holds a finished run of the same
-    config (one trained before the study recorded it, say), resumed from its checkpoint if one was killed,
-    trained from scratch otherwise."""
-    from genie_env.agents.train import RESUMABLE_CHANGES, AgentConfig, train_agent
-    from genie_env.checkpoint import config_from_dict, resume_mismatches
-
-    record = run / "config.json"
-    if (run / "agent.zip").exists() and record.exists():
-        meta = json.loads(record.read_text())
-        saved = dataclasses.asdict(config_from_dict(AgentConfig, meta["config"], str(record)))
-        if not resume_mismatches(saved, dataclasses.asdict(cfg), RESUMABLE_CHANGES) and meta["steps_done"] >= cfg.steps:
-            logger.info("%s already holds this agent, trained for %d steps", run, meta["steps_done"])
-            return run / "agent.zip"
-    resume = (run / "checkpoints" / "latest.zip").exists()
-    return train_agent(cfg, run, resume=resume)
 
 
 def main(argv: list[str] | None = None) -> None:

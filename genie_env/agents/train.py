@@ -283,6 +283,21 @@ def train_agent(cfg: AgentConfig, run: str | Path, resume: bool = False, progres
         return _train_agent(cfg, Path(run), resume, progress)
 
 
+def train_or_resume(cfg: AgentConfig, run: str | Path) -> Path:
+    """RUN/agent.zip of an agent trained with `cfg`: kept if RUN already holds a finished run of the same
+    config (one trained before a pipeline or study recorded it, say), resumed from its checkpoint if one was
+    killed, trained from scratch otherwise. What `genie pipeline` and `genie study` run for each agent."""
+    run = Path(run)
+    record = run / "config.json"
+    if (run / "agent.zip").exists() and record.exists():
+        meta = json.loads(record.read_text())
+        saved = asdict(config_from_dict(AgentConfig, meta["config"], str(record)))
+        if not resume_mismatches(saved, asdict(cfg), RESUMABLE_CHANGES) and meta["steps_done"] >= cfg.steps:
+            logger.info("%s already holds this agent, trained for %d steps", run, meta["steps_done"])
+            return run / "agent.zip"
+    return train_agent(cfg, run, resume=(run / "checkpoints" / "latest.zip").exists())
+
+
 def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> Path:
     config_path, latest = run / "config.json", run / "checkpoints" / "latest.zip"
     env = make_vec_env(cfg)

@@ -14,7 +14,7 @@ from genie_env._io import atomic_write_bytes
 from genie_env.data.dataset import episode_bounds
 from genie_env.data.format import load_shard
 from genie_env.data.manifest import DatasetError, read_manifest
-from genie_env.games import NUM_ACTIONS
+from genie_env.games import NUM_ACTIONS, bad_action
 
 ResetFrom = Literal["start", "any"]
 RESET_FROM: tuple[str, ...] = get_args(ResetFrom)
@@ -38,9 +38,10 @@ class ContextSource:
             raise TypeError(f"context actions must be integers, got {actions.dtype}")
         if actions.shape != (n, c - 1):
             raise ValueError(f"context actions must have shape ({n}, {c - 1}), got {actions.shape}")
-        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
-            bad = int(actions.min() if actions.min() < 0 else actions.max())
-            raise ValueError(f"context action {bad} out of range: CoinRun has {NUM_ACTIONS} actions (0..14)")
+        if (bad := bad_action(actions)) is not None:
+            raise ValueError(
+                f"context action {bad} out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
+            )
         self.frames, self.actions = frames, actions.astype(np.int64)
 
     def __len__(self) -> int:

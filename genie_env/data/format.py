@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from genie_env._io import file_sha256, is_temp_name, recover_dir, swap_dir, temp_dir_beside
+from genie_env._io import atomic_dir, file_sha256, is_temp_name, recover_dir
 from genie_env.data.manifest import MANIFEST, DatasetError, Manifest, ShardInfo, read_manifest
-from genie_env.games import NUM_ACTIONS
+from genie_env.games import NUM_ACTIONS, bad_action
 
 # Per-kind array schema: name -> (dtype, shape of one row). Every array of a shard has the same length.
 STEP_ARRAYS = {
@@ -80,14 +80,8 @@ def write_shard(
     """
     schema = schema or SCHEMAS["frames"]
     check_arrays(arrays, schema, where=f"shard {name}")
-    final = Path(root) / name
-    tmp = temp_dir_beside(final)
-    try:
+    with atomic_dir(Path(root) / name) as tmp:
         digests = {f"{key}.npy": save_array(tmp / f"{key}.npy", arrays[key]) for key in schema}
-        swap_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     n = len(arrays["episode_ids"])
     num_episodes = int(np.count_nonzero(np.diff(arrays["episode_ids"]))) + 1 if n else 0
     return ShardInfo(name, split, n, num_episodes, digests)
@@ -162,13 +156,11 @@ def verify_shard_files(root: Path, info: ShardInfo) -> None:
 def check_values(arrays: dict[str, np.ndarray], manifest: Manifest, where: str) -> None:
     """Check that a shard's actions (and tokens) are in range, so a bad value is named here rather than met
     as an IndexError inside a model; DatasetError naming `where`."""
-    actions = np.asarray(arrays["actions"])
-    if len(actions) and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
-        bad = int(actions.min() if actions.min() < 0 else actions.max())
+    if (bad := bad_action(arrays["actions"])) is not None:
         raise DatasetError(
             f"{where}: action {bad} out of range (CoinRun has {NUM_ACTIONS} actions, 0..{NUM_ACTIONS - 1})"
         )
-    if manifest.kind == "tokens" and len(actions):
+    if manifest.kind == "tokens" and len(arrays["tokens"]):
         top = int(np.asarray(arrays["tokens"]).max())
         if top >= manifest.codebook_size:
             raise DatasetError(f"{where}: token {top} out of range (the tokenizer has {manifest.codebook_size} codes)")

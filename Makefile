@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench screenshots lint format clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ bench: install
 	$(BIN)/python benchmarks/tokenizer.py --checkpoint genie_env/assets/coinrun/tokenizer
 	$(BIN)/python benchmarks/st_scaling.py
 	$(BIN)/python benchmarks/dream_env.py
+	$(BIN)/python benchmarks/serve.py
+
+# docs/serve.png, the README's picture of `genie serve`, taken by its browser test
+screenshots: install
+	GENIE_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 lint: install
 	$(BIN)/ruff check .

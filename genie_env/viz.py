@@ -7,7 +7,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from genie_env._io import atomic_path
+from genie_env._io import atomic_path, atomic_write_bytes
 
 
 def frame_grid(frames: np.ndarray, ncols: int = 8, pad: int = 2) -> np.ndarray:
@@ -38,9 +38,14 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def gif_bytes(frames: np.ndarray, fps: int = 15, scale: int = 4) -> bytes:
+    """Frames uint8 (T, H, W, 3) as a looping GIF, upscaled `scale`x."""
+    return imageio.mimwrite("<bytes>", list(upscale(np.asarray(frames), scale)), format="GIF",
+                            duration=1000 / fps, loop=0)  # fmt: skip
+
+
 def save_gif(frames: np.ndarray, path: str | Path, fps: int = 15, scale: int = 4) -> Path:
     """Write frames uint8 (T, H, W, 3) as a looping GIF, upscaled `scale`x, atomically; returns the path."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        imageio.mimsave(tmp, list(upscale(np.asarray(frames), scale)), duration=1000 / fps, loop=0)
+    atomic_write_bytes(path, gif_bytes(frames, fps, scale))
     return path

@@ -20,6 +20,7 @@ FLOORS = [
     ("envs", ["envs"]),
     ("agents", ["agents", "agent"]),
     ("presets", ["presets"]),
+    ("play", ["play"]),  # genie play and genie serve: a dream, the real game and an agent, for a human
     ("cli", ["cli", ""]),  # the CLIs and the package root (registration) stand on everything
 ]
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "compare": ".compare",
     "dream": ".dream",
     "play": ".play",
+    "serve": ".serve",
     "pipeline": ".pipeline",
     "study": ".study",
     "demo": ".demo",

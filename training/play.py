@@ -11,13 +11,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-import numpy as np
 import tyro
 
-from genie_env.data.context import ContextSource
-from genie_env.envs.dream import GenieCoinRunEnv
-from genie_env.envs.real import ACTION_MEANINGS, ProcgenCoinRunEnv
 from genie_env.games import DistributionMode
+from genie_env.play.session import action_from_keys
 from genie_env.viz import upscale
 
 from .common import cli_errors, setup_logging
@@ -43,58 +40,16 @@ class PlayArgs:
     """stop after this many frames (0 = until ESC or the window is closed)"""
 
 
-def action_from_keys(pressed: set[str]) -> int:
-    """The CoinRun action for a set of pressed key names (arrows, w a s d q e)."""
-    for key in ("d", "a", "w", "s", "q", "e"):
-        if key in pressed:
-            return ACTION_MEANINGS.index(key.upper())
-    horizontal = "LEFT" if "left" in pressed else "RIGHT" if "right" in pressed else ""
-    vertical = "UP" if "up" in pressed else "DOWN" if "down" in pressed else ""
-    name = "+".join(p for p in (horizontal, vertical) if p) or "NOOP"
-    return ACTION_MEANINGS.index(name)
-
-
-class Session:
-    """A dream and the real level it started from, stepped together."""
-
-    def __init__(self, args: PlayArgs) -> None:
-        self.args = args
-        self.real = ProcgenCoinRunEnv(distribution_mode=args.distribution_mode)
-        self.level = args.seed
-        self.dream: GenieCoinRunEnv | None = None
-        self.restart()
-
-    def restart(self) -> None:
-        real_frame, _ = self.real.reset(seed=self.level)
-        context = ContextSource(real_frame[None, None])
-        if self.dream is None:
-            self.dream = GenieCoinRunEnv(self.args.world_model, context=context)
-        else:
-            self.dream.set_context(context)
-        self.dream_frame, _ = self.dream.reset(seed=self.level)
-        self.real_frame = real_frame
-        self.level += 1
-
-    def step(self, action: int) -> None:
-        self.dream_frame, _, dream_done, dream_cut, _ = self.dream.step(action)
-        self.real_frame, _, real_done, real_cut, _ = self.real.step(action)
-        if dream_done or dream_cut:
-            self.restart()
-        elif real_done or real_cut:
-            self.real_frame, _ = self.real.reset(seed=self.level - 1)
-
-    def picture(self, side_by_side: bool) -> np.ndarray:
-        frames = [self.dream_frame] + ([self.real_frame] if side_by_side else [])
-        return np.concatenate(frames, axis=1)
-
-
 def play(args: PlayArgs) -> int:
     """Run the play loop; returns the number of frames shown."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
+    from genie_env.play.session import PlaySession
+    from genie_env.world_model import load_world_model
+
     pygame.display.init()  # the window and keyboard only: no audio device needed
-    session = Session(args)
+    session = PlaySession(load_world_model(args.world_model), args.distribution_mode, level=args.seed, seed=args.seed)
     side_by_side, shown = args.side_by_side, 0
     clock = pygame.time.Clock()
     names = {getattr(pygame, f"K_{k.upper()}"): k for k in ("left", "right", "up", "down")}

@@ -86,10 +86,8 @@ class DreamBatch:
                  events: str = "threshold") -> None:  # fmt: skip
         if events not in EVENT_MODES:
             raise ValueError(f"unknown events mode {events!r}: use one of {EVENT_MODES}")
-        if steps < 1 or temperature < 0:
-            raise ValueError(f"sampling needs steps >= 1 and temperature >= 0, got {steps}, {temperature}")
-        self.wm, self.source, self.num = wm, source, num
-        self.steps, self.temperature, self.events = steps, temperature, events
+        self.wm, self.source, self.num, self.events = wm, source, num, events
+        self.set_sampling(steps, temperature)
         dyn = wm.dynamics
         _warn_if_too_big(dyn.cache_bytes(num), num)
         self.cache = dyn.new_cache(num)
@@ -97,6 +95,12 @@ class DreamBatch:
         self.frames = np.zeros((num, *FRAME_SHAPE), np.uint8)
         self.dream_step = np.zeros(num, np.int64)
         self.generators = [torch.Generator(device=wm.device) for _ in range(num)]
+
+    def set_sampling(self, steps: int, temperature: float) -> None:
+        """MaskGIT steps per frame and sampling temperature (0 = greedy) of every later step."""
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1 or not temperature >= 0:
+            raise ValueError(f"sampling needs steps >= 1 and temperature >= 0, got {steps}, {temperature}")
+        self.steps, self.temperature = int(steps), float(temperature)
 
     @torch.no_grad()
     def start(self, i: int, rng: np.random.Generator) -> None:
@@ -199,6 +203,10 @@ class GenieCoinRunEnv(gym.Env):
     def set_context(self, source: ContextSource) -> None:
         """Draw the contexts of later resets from `source`."""
         self.dream.source = source
+
+    def set_sampling(self, steps: int, temperature: float) -> None:
+        """MaskGIT steps per frame and sampling temperature (0 = greedy) from the next step on."""
+        self.dream.set_sampling(steps, temperature)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

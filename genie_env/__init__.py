@@ -2,7 +2,9 @@
 
 Importing the package registers the environments (the one place they are registered):
 
-- `ProcgenCoinRun-v0`: the real game; `gymnasium.make_vec(..., num_envs=N)` steps N levels in one call.
+- `Procgen-v0`: any of the 16 real Procgen games (`game=NAME`); `gymnasium.make_vec(..., num_envs=N)`
+  steps N levels in one call.
+- `ProcgenCoinRun-v0`: real CoinRun (`Procgen-v0` with `game="coinrun"`), single and batched alike.
 - `GenieCoinRun-v0`: the world model's dream of it, with the same spaces; `make_vec` batches N dreams.
 
 Without the import, `gymnasium.make("genie_env:GenieCoinRun-v0")` imports the package first.
@@ -25,6 +27,13 @@ def __getattr__(name: str):
 
 # disable_env_checker: gymnasium's passive checker, once a first reset() has raised (say for seed=-1), breaks
 # every later step() with a TypeError; both envs pass gymnasium's full check_env in the tests instead
+gymnasium.register(
+    id="Procgen-v0",
+    entry_point="genie_env.envs.real:ProcgenEnv",
+    vector_entry_point="genie_env.envs.real:ProcgenVectorEnv",
+    disable_env_checker=True,
+)
+
 gymnasium.register(
     id="ProcgenCoinRun-v0",
     entry_point="genie_env.envs.real:ProcgenCoinRunEnv",

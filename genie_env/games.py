@@ -26,6 +26,12 @@ ACTION_MEANINGS = (
     "LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
     "D", "A", "W", "S", "Q", "E",
 )  # fmt: skip
+# the 16 Procgen games (procgen.env.ENV_NAMES); every one shares the frames and the 15 actions above
+PROCGEN_GAMES = (
+    "bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot", "heist",
+    "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot",
+)  # fmt: skip
+DEFAULT_GAME = "coinrun"
 DistributionMode = Literal["easy", "hard"]
 DISTRIBUTION_MODES: tuple[str, ...] = get_args(DistributionMode)
 MAX_RAND_SEED = 2**31 - 1
@@ -42,18 +48,28 @@ class LevelConfig:
     num_levels: int = 0
     """number of levels in the range; 0 means unbounded (every level seed is possible)"""
     use_sequential_levels: bool = False
-    """reaching the coin moves on to the next level instead of ending the episode"""
+    """finishing a level moves on to the next level instead of ending the episode"""
+    game: str = DEFAULT_GAME
+    """the Procgen game (one of `PROCGEN_GAMES`)"""
 
     def __post_init__(self) -> None:
+        check_game(self.game)
         if self.distribution_mode not in DISTRIBUTION_MODES:
             raise ValueError(
                 f"unknown distribution_mode {self.distribution_mode!r}: "
-                f"CoinRun supports {', '.join(map(repr, DISTRIBUTION_MODES))}"
+                f"{self.game} supports {', '.join(map(repr, DISTRIBUTION_MODES))}"
             )
         if self.start_level < 0 or self.start_level > MAX_RAND_SEED:
             raise ValueError(f"start_level must be in [0, {MAX_RAND_SEED}], got {self.start_level}")
         if self.num_levels < 0:
             raise ValueError(f"num_levels must be >= 0 (0 = unbounded), got {self.num_levels}")
+
+
+def check_game(game: Any) -> str:
+    """`game` if it is one of the 16 Procgen games; ValueError listing them otherwise."""
+    if game not in PROCGEN_GAMES:
+        raise ValueError(f"unknown Procgen game {game!r}: use one of {', '.join(PROCGEN_GAMES)}")
+    return game
 
 
 def _procgen_env_class():
@@ -65,10 +81,10 @@ def _procgen_env_class():
 
 
 def make_procgen(num: int, rand_seed: int, levels: LevelConfig):
-    """Create a gym3 `ProcgenGym3Env` running `num` CoinRun levels."""
+    """Create a gym3 `ProcgenGym3Env` running `num` levels of `levels.game`."""
     return _procgen_env_class()(
         num=num,
-        env_name="coinrun",
+        env_name=levels.game,
         distribution_mode=levels.distribution_mode,
         start_level=levels.start_level,
         num_levels=levels.num_levels,

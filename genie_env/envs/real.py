@@ -1,6 +1,7 @@
-"""Real Procgen CoinRun as a Gymnasium env (`ProcgenCoinRun-v0`), single and natively batched.
+"""The real Procgen games as Gymnasium envs, single and natively batched: `Procgen-v0` (any of the 16
+games, `game=NAME`) and `ProcgenCoinRun-v0` (CoinRun, the project's first game).
 
-Both classes are thin wrappers over procgen's gym3 interface (`procgen.ProcgenGym3Env`): the
+The classes are thin wrappers over procgen's gym3 interface (`procgen.ProcgenGym3Env`): the
 batched one steps all N levels in one C call, which is what makes collection fast.
 
 Procgen auto-resets inside its C step: when an episode ends, the frame it returns is already the
@@ -20,6 +21,7 @@ from gymnasium.vector.utils import batch_space
 
 from genie_env.games import (
     ACTION_MEANINGS,
+    DEFAULT_GAME,
     MAX_RAND_SEED,
     PROCGEN_TIMEOUT,
     LevelConfig,
@@ -45,23 +47,21 @@ def vector_seeds(seed: int | list[int] | None, num_envs: int) -> list[int | None
     return seeds
 
 
-class ProcgenCoinRunEnv(gym.Env):
-    """Procgen CoinRun, 64x64 RGB, one level at a time.
+class ProcgenEnv(gym.Env):
+    """A Procgen game (`game`, one of the 16 in `PROCGEN_GAMES`), 64x64 RGB, one level at a time.
 
     ## Action space
-    `Discrete(15)`: procgen's button combos, names in `ACTION_MEANINGS`
+    `Discrete(15)`: procgen's button combos, the same for every game, names in `ACTION_MEANINGS`
     (0 LEFT+DOWN, 1 LEFT, 2 LEFT+UP, 3 DOWN, 4 NOOP, 5 UP, 6 RIGHT+DOWN, 7 RIGHT, 8 RIGHT+UP,
-    9..14 D A W S Q E, which do nothing in CoinRun).
+    9..14 D A W S Q E, which only some games use).
 
     ## Observation space
     `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB.
 
-    ## Rewards
-    +10 on reaching the coin, 0 otherwise.
-
-    ## Episode end
-    Terminated on reaching the coin or dying (falling into lava, touching an enemy or saw);
-    truncated after 1000 steps (procgen's own time limit).
+    ## Rewards and episode end
+    The game's own (procgen's): for example CoinRun's +10 at the coin ends the episode, while
+    StarPilot and BigFish reward many times per episode. Terminated when the game ends the episode;
+    truncated after 1000 steps (procgen's own time limit, the same for every game).
 
     ## Seeding
     `reset(seed=s)` picks the level and all its randomness from `s`: same seed, same level, same
@@ -69,8 +69,8 @@ class ProcgenCoinRunEnv(gym.Env):
     env reset with seed `s` plays the same levels as slot i of the batched env seeded with `s`).
 
     ## Info
-    `level_seed` (the level being played), `prev_level_complete` (1 on the step that reached the
-    coin), `episode_id` (counts episodes in this env; a seeded reset starts it again at 0).
+    `level_seed` (the level being played), `prev_level_complete` (1 on the step that completed the
+    level), `episode_id` (counts episodes in this env; a seeded reset starts it again at 0).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -82,8 +82,11 @@ class ProcgenCoinRunEnv(gym.Env):
         num_levels: int = 0,
         use_sequential_levels: bool = False,
         render_mode: str | None = None,
+        *,
+        game: str = DEFAULT_GAME,
     ) -> None:
-        self.levels = LevelConfig(distribution_mode, start_level, num_levels, use_sequential_levels)
+        self.levels = LevelConfig(distribution_mode, start_level, num_levels, use_sequential_levels, game)
+        self.game = game
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
@@ -147,7 +150,7 @@ class ProcgenCoinRunEnv(gym.Env):
         if self.render_mode == "human":
             from genie_env.envs.viewer import show_frame
 
-            self._window = show_frame(self._window, self._obs, "ProcgenCoinRun-v0", self.metadata["render_fps"])
+            self._window = show_frame(self._window, self._obs, f"Procgen {self.game}", self.metadata["render_fps"])
         return None
 
     def close(self) -> None:
@@ -159,10 +162,11 @@ class ProcgenCoinRunEnv(gym.Env):
             self._window = None
 
 
-class ProcgenCoinRunVectorEnv(VectorEnv):
-    """N CoinRun levels stepped in one procgen call (`gymnasium.make_vec("ProcgenCoinRun-v0", num_envs=N)`).
+class ProcgenVectorEnv(VectorEnv):
+    """N levels of a Procgen game stepped in one procgen call (`gymnasium.make_vec("Procgen-v0",
+    num_envs=N, game=NAME)`).
 
-    Spaces per env are those of `ProcgenCoinRunEnv`. Finished envs reset within the same step
+    Spaces per env are those of `ProcgenEnv`. Finished envs reset within the same step
     (`AutoresetMode.SAME_STEP`): the returned frame is the next level's first frame, and
     `info["final_obs"][i]` holds the last frame env i saw before its final action (procgen never
     renders the frame after it). `reset(seed=s)` gives env i the levels a single env reset with
@@ -181,12 +185,15 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         num_levels: int = 0,
         use_sequential_levels: bool = False,
         render_mode: str | None = None,
+        *,
+        game: str = DEFAULT_GAME,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
-        self.levels = LevelConfig(distribution_mode, start_level, num_levels, use_sequential_levels)
+        self.levels = LevelConfig(distribution_mode, start_level, num_levels, use_sequential_levels, game)
+        self.game = game
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_observation_space = observation_space()
@@ -260,3 +267,46 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         if self._procgen is not None:
             self._procgen.close()
             self._procgen = None
+
+
+class ProcgenCoinRunEnv(ProcgenEnv):
+    """Procgen CoinRun, 64x64 RGB, one level at a time.
+
+    ## Action space
+    `Discrete(15)`: procgen's button combos, names in `ACTION_MEANINGS`
+    (0 LEFT+DOWN, 1 LEFT, 2 LEFT+UP, 3 DOWN, 4 NOOP, 5 UP, 6 RIGHT+DOWN, 7 RIGHT, 8 RIGHT+UP,
+    9..14 D A W S Q E, which do nothing in CoinRun).
+
+    ## Observation space
+    `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB.
+
+    ## Rewards
+    +10 on reaching the coin, 0 otherwise.
+
+    ## Episode end
+    Terminated on reaching the coin or dying (falling into lava, touching an enemy or saw);
+    truncated after 1000 steps (procgen's own time limit).
+
+    ## Seeding
+    `reset(seed=s)` picks the level and all its randomness from `s`: same seed, same level, same
+    frames. `reset()` after an episode ended continues procgen's own level sequence (so a single
+    env reset with seed `s` plays the same levels as slot i of the batched env seeded with `s`).
+
+    ## Info
+    `level_seed` (the level being played), `prev_level_complete` (1 on the step that reached the
+    coin), `episode_id` (counts episodes in this env; a seeded reset starts it again at 0).
+    """
+
+    def __init__(self, distribution_mode: str = "easy", start_level: int = 0, num_levels: int = 0,
+                 use_sequential_levels: bool = False, render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(distribution_mode, start_level, num_levels, use_sequential_levels, render_mode, game="coinrun")
+
+
+class ProcgenCoinRunVectorEnv(ProcgenVectorEnv):
+    """N CoinRun levels stepped in one procgen call (`gymnasium.make_vec("ProcgenCoinRun-v0", num_envs=N)`);
+    `ProcgenVectorEnv` with the game fixed to CoinRun (see `ProcgenCoinRunEnv`)."""
+
+    def __init__(self, num_envs: int, distribution_mode: str = "easy", start_level: int = 0, num_levels: int = 0,
+                 use_sequential_levels: bool = False, render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(num_envs, distribution_mode, start_level, num_levels, use_sequential_levels, render_mode,
+                         game="coinrun")  # fmt: skip

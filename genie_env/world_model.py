@@ -206,6 +206,10 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     out = Path(out)
     datasets = [frames] if isinstance(frames, (str, Path)) else list(frames)
     manifests = [read_manifest(d, kind="frames") for d in datasets]
+    games = {str(d): m.game for d, m in zip(datasets, manifests)}
+    if len(set(games.values())) > 1:
+        raise ValueError("the frame datasets are of different games: "
+                         + ", ".join(f"{d} is {g}" for d, g in games.items()))  # fmt: skip
     modes = {m.env["distribution_mode"] for m in manifests}
     if len(modes) > 1:
         raise ValueError(f"the frame datasets mix distribution modes {sorted(modes)}")
@@ -217,6 +221,7 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     atomic_write_json(out / "levels.json", {
         "level_seeds": sorted(set().union(*(dataset_level_seeds(d) for d in datasets))),
         "frames": sum(m.counts["frames"] for m in manifests), "distribution_mode": modes.pop(),
+        "game": manifests[0].game,
         "datasets": [str(d) for d in datasets],
     })  # fmt: skip
     load_world_model(out)  # the pair must load and fit together

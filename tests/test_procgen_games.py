@@ -68,3 +68,21 @@ def test_an_unknown_game_is_refused_with_the_list_of_games():
         gymnasium.make("Procgen-v0", game="pong")
     with pytest.raises(ValueError, match="unknown Procgen game"):
         gymnasium.make_vec("Procgen-v0", num_envs=2, game="Coinrun")
+
+
+def test_collect_records_the_game_and_packaging_refuses_to_mix_games(tmp_path, tiny_dataset):
+    from genie_env.agents.policies import collection_policy
+    from genie_env.data.collect import CollectConfig, collect
+    from genie_env.data.manifest import read_manifest
+    from genie_env.data.stats import dataset_summary, format_summary
+    from genie_env.world_model import package_world_model
+
+    cfg = CollectConfig(out=str(tmp_path / "maze"), frames=200, num_envs=4, game="maze", progress=False)
+    manifest = collect(cfg, collection_policy(cfg))
+    assert manifest.game == "maze" and read_manifest(tmp_path / "maze").env["env_name"] == "maze"
+    assert "env: maze easy" in format_summary(dataset_summary(tmp_path / "maze"))
+    assert read_manifest(tiny_dataset).game == "coinrun"
+    with pytest.raises(ValueError, match=r"different games: .*maze is maze, .* is coinrun"):
+        package_world_model("unused", "unused", [tmp_path / "maze", tiny_dataset], tmp_path / "model")
+    with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
+        CollectConfig(out=str(tmp_path / "x"), game="pong")

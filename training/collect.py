@@ -1,6 +1,7 @@
-"""Collect real CoinRun episodes into a sharded dataset (`genie collect`).
+"""Collect real Procgen episodes (CoinRun unless --game says otherwise) into a sharded dataset (`genie collect`).
 
     genie collect --out data/coinrun --frames 100000 --num-envs 64 --policy sticky
+    genie collect --game starpilot --out data/starpilot --frames 100000
     genie collect --out data/coinrun --frames 100000 --resume      # continue a killed run
     genie collect                                                  # the original default job
 

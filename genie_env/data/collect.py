@@ -1,4 +1,4 @@
-"""Collect real CoinRun episodes into a sharded dataset, fast and resumably.
+"""Collect real Procgen episodes (CoinRun unless told otherwise) into a sharded dataset, fast and resumably.
 
 All N levels step in one procgen call. Frames go into per-env episode buffers; a finished episode
 is copied whole into its split's shard buffer, and full shards are written by a background thread
@@ -30,7 +30,16 @@ from genie_env._io import DirLock, atomic_path
 from genie_env.checkpoint import resume_mismatches
 from genie_env.data.format import SCHEMAS, load_shard, remove_orphans, save_array, split_of, write_shard
 from genie_env.data.manifest import DatasetError, Manifest, ShardInfo, read_manifest, write_manifest
-from genie_env.games import FRAME_SHAPE, PROCGEN_TIMEOUT, DistributionMode, LevelConfig, Policy, env_state, make_procgen
+from genie_env.games import (
+    DEFAULT_GAME,
+    FRAME_SHAPE,
+    PROCGEN_TIMEOUT,
+    DistributionMode,
+    LevelConfig,
+    Policy,
+    env_state,
+    make_procgen,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +58,7 @@ class CollectConfig:
     frames: int = 5000
     """number of frames to collect; episodes still running when it is reached are kept, marked truncated"""
     num_envs: int = 64
-    """number of CoinRun levels stepped together in one procgen call"""
+    """number of levels stepped together in one procgen call"""
     policy: str = "sticky"
     """behaviour policy: random, sticky, sb3:PATH or sb3:ALGO:PATH (ALGO in ppo, a2c, dqn)"""
     sticky_prob: float = 0.75
@@ -57,7 +66,9 @@ class CollectConfig:
     seed: int = 0
     """seed of the levels and of the policy"""
     distribution_mode: DistributionMode = "easy"
-    """CoinRun difficulty: easy or hard"""
+    """difficulty: easy or hard"""
+    game: str = DEFAULT_GAME
+    """the Procgen game to collect (one of the 16; the manifest records it)"""
     start_level: int = 0
     """first level seed"""
     num_levels: int = 0
@@ -86,13 +97,13 @@ class CollectConfig:
             raise ValueError(f"--shard-frames must be >= 1, got {self.shard_frames}")
         if not 1 <= self.max_episode_frames <= PROCGEN_TIMEOUT:
             raise ValueError(f"--max-episode-frames must be in [1, {PROCGEN_TIMEOUT}], got {self.max_episode_frames}")
-        LevelConfig(self.distribution_mode, self.start_level, self.num_levels)
+        self.levels  # noqa: B018  (validates the game and the level range)
         if self.policy not in ("random", "sticky") and not self.policy.startswith("sb3:"):
             raise ValueError(f"unknown --policy {self.policy!r}: use random, sticky or sb3:PATH")
 
     @property
     def levels(self) -> LevelConfig:
-        return LevelConfig(self.distribution_mode, self.start_level, self.num_levels)
+        return LevelConfig(self.distribution_mode, self.start_level, self.num_levels, game=self.game)
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run it continues (recorded in the manifest)."""
@@ -196,7 +207,8 @@ class Collector:
     def _start_resumed(self) -> Manifest | None:
         """Restore the state saved with the last commit; returns the manifest if it is already complete."""
         manifest = read_manifest(self.root, kind="frames")
-        diff = resume_mismatches(manifest.collect, self.cfg.identity())
+        # datasets collected before --game existed are CoinRun's
+        diff = resume_mismatches({"game": DEFAULT_GAME, **manifest.collect}, self.cfg.identity())
         if diff:
             raise DatasetError(
                 f"--resume with different settings than {self.root} was collected with (dataset vs now: "
@@ -376,7 +388,7 @@ class Collector:
 
     def _submit_commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, complete: bool) -> None:
         header = Manifest(
-            kind="frames", complete=complete, env={"env_name": "coinrun", **asdict(self.cfg.levels)},
+            kind="frames", complete=complete, env={"env_name": self.cfg.game, **asdict(self.cfg.levels)},
             collect=self.cfg.identity(),
             state={
                 "next_episode_id": self.next_episode_id,

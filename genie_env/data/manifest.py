@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from genie_env._io import GenieError, atomic_write_json, file_sha256, read_json
+from genie_env.games import DEFAULT_GAME
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -86,6 +87,11 @@ class Manifest:
     tokenizer: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
+
+    @property
+    def game(self) -> str:
+        """The Procgen game of a frame dataset (datasets from before games were recorded are CoinRun's)."""
+        return self.env.get("game") or self.env.get("env_name") or DEFAULT_GAME
 
     @property
     def counts(self) -> dict[str, int]:

@@ -64,6 +64,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
     return {
         "root": str(root),
         "kind": manifest.kind,
+        "game": manifest.game,
         "complete": manifest.complete,
         "env": manifest.env,
         "collect": manifest.collect,
@@ -79,7 +80,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"dataset {summary['root']} ({summary['kind']}, {summary['shards']} shards, "
         f"{'complete' if summary['complete'] else 'INCOMPLETE: resume with genie collect --resume'})",
-        f"env: coinrun {env.get('distribution_mode', '?')}, start_level={env.get('start_level', '?')}, "
+        f"env: {summary['game']} {env.get('distribution_mode', '?')}, start_level={env.get('start_level', '?')}, "
         f"num_levels={env.get('num_levels', '?')}; policy: {summary['collect'].get('policy', '?')}",
         "",
         f"{'split':<6}{'frames':>10}{'episodes':>10}{'levels':>8}{'success':>9}"

@@ -51,9 +51,9 @@ from genie_env.models.common import StepResult
 logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
-# settings runs record only since a later version (the datasets' identities): a checkpoint written before
-# resumes without that check
-RECORDED_SINCE = {"datasets"}
+# settings runs record only since a later version (the datasets' identities, the game): a checkpoint written
+# before resumes without that check
+RECORDED_SINCE = {"datasets", "game"}
 # Fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {"log_every", "image_every", "checkpoint_every", "keep_checkpoints", "num_workers", "max_minutes"}
 

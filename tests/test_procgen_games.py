@@ -86,3 +86,27 @@ def test_collect_records_the_game_and_packaging_refuses_to_mix_games(tmp_path, t
         package_world_model("unused", "unused", [tmp_path / "maze", tiny_dataset], tmp_path / "model")
     with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
         CollectConfig(out=str(tmp_path / "x"), game="pong")
+
+
+def test_stages_refuse_data_of_another_game(tmp_path, tiny_dataset, tiny_tokenizer_run):
+    import json
+    import shutil
+
+    from genie_env.agents.policies import collection_policy
+    from genie_env.data.collect import CollectConfig, collect
+    from genie_env.data.dataset import token_manifests
+    from genie_env.data.manifest import DatasetError
+    from genie_env.models.tokenize import tokenize_dataset
+
+    cfg = CollectConfig(out=str(tmp_path / "maze"), frames=100, num_envs=2, game="maze", progress=False)
+    collect(cfg, collection_policy(cfg))
+    with pytest.raises(DatasetError, match=r"holds maze frames, but tokenizer .* was trained on coinrun"):
+        tokenize_dataset(tmp_path / "maze", tiny_tokenizer_run, tmp_path / "maze_tokens", progress=False)
+    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "tokens", progress=False)
+    shutil.copytree(tmp_path / "tokens", tmp_path / "relabelled")
+    path = tmp_path / "relabelled" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["env"]["game"] = "maze"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"relabelled is maze, .*tokens is coinrun: a dynamics model learns one game"):
+        token_manifests((str(tmp_path / "tokens"), str(tmp_path / "relabelled")))

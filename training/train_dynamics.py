@@ -74,7 +74,7 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
     model = DynamicsModel(model_cfg)
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
-             "datasets": dataset_identities(args.tokens)}  # fmt: skip
+             "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
     if args.self_forcing:  # recorded only when used, so runs from before the option still resume
         extra["self_forcing"] = args.self_forcing
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint

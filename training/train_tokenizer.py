@@ -49,12 +49,13 @@ def default_args(preset: str) -> TrainTokenizerArgs:
 def run(args: TrainTokenizerArgs) -> dict[str, float]:
     """Train and return the last logged metrics."""
     seed_everything(args.train.seed)
-    read_manifest(args.data, kind="frames")  # a token dataset here is an error naming both kinds
+    manifest = read_manifest(args.data, kind="frames")  # a token dataset here is an error naming both kinds
     dataset = WindowDataset(args.data, split="train", window=args.window)
     trainer = Trainer(
         TokenizerObjective(Tokenizer(args.model)), dataset, args.train, args.out, kind="tokenizer",
         model_config=args.model, resume=args.resume, images_fn=reconstruction_grid,
-        extra_config={"window": args.window, "preset": args.preset, "datasets": dataset_identities([args.data])},
+        extra_config={"window": args.window, "preset": args.preset, "datasets": dataset_identities([args.data]),
+                      "game": manifest.game},
     )  # fmt: skip
     return trainer.fit()
 

@@ -15,10 +15,11 @@ import torch
 from tqdm import tqdm
 
 from genie_env._io import DirLock
-from genie_env.checkpoint import config_to_dict, resolve_checkpoint, weights_sha256
+from genie_env.checkpoint import config_to_dict, read_config, resolve_checkpoint, weights_sha256
 from genie_env.data.dataset import episode_bounds
 from genie_env.data.format import load_shard, schema_of, write_shard
 from genie_env.data.manifest import DatasetError, Manifest, read_manifest, write_manifest
+from genie_env.games import DEFAULT_GAME
 from genie_env.models import load_tokenizer
 from genie_env.models.tokenizer import Tokenizer
 
@@ -63,6 +64,9 @@ def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int
               progress: bool) -> Manifest:  # fmt: skip
     source = read_manifest(data, kind="frames")
     ckpt = resolve_checkpoint(tokenizer_path)
+    trained_on = read_config(ckpt).get("game", DEFAULT_GAME)  # tokenizers from before games were recorded: CoinRun
+    if trained_on != source.game:
+        raise DatasetError(f"{data} holds {source.game} frames, but tokenizer {ckpt} was trained on {trained_on}")
     tokenizer = load_tokenizer(ckpt, device)
     digest = weights_sha256(ckpt)
     header = Manifest(

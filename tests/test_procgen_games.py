@@ -110,3 +110,20 @@ def test_stages_refuse_data_of_another_game(tmp_path, tiny_dataset, tiny_tokeniz
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"relabelled is maze, .*tokens is coinrun: a dynamics model learns one game"):
         token_manifests((str(tmp_path / "tokens"), str(tmp_path / "relabelled")))
+
+
+def test_real_ppo_and_evaluation_take_the_game(tmp_path):
+    from genie_env.agents.train import AgentConfig, train_agent
+    from genie_env.cli.evaluate import EvaluateArgs
+    from genie_env.cli.evaluate import run as evaluate
+
+    cfg = AgentConfig(env="real", game="starpilot", steps=64, num_envs=2, n_steps=32, batch_size=32, n_epochs=1)
+    agent = train_agent(cfg, tmp_path / "starpilot", progress=False)
+    result = evaluate(EvaluateArgs(str(agent), episodes=2, num_envs=2, game="starpilot", progress=False))
+    assert result["game"] == "starpilot" and result["episodes"] == 2
+    with pytest.raises(ValueError, match="was trained for starpilot: evaluate it with --game starpilot, not coinrun"):
+        evaluate(EvaluateArgs(str(agent), episodes=2, num_envs=2, progress=False))
+    with pytest.raises(ValueError, match="dreams of games other than coinrun are not available yet"):
+        AgentConfig(env="dream", game="maze")
+    with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
+        AgentConfig(env="real", game="pong")

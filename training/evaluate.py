@@ -24,8 +24,8 @@ from genie_env.agents.evaluate import (
     evaluate_policy,
     held_out_levels,
 )
-from genie_env.agents.policies import agent_budget, default_name, make_policy, policy_spec
-from genie_env.games import DistributionMode
+from genie_env.agents.policies import agent_budget, agent_game, default_name, make_policy, policy_spec
+from genie_env.games import DEFAULT_GAME, DistributionMode
 
 from .common import cli_errors, print_json, setup_logging
 
@@ -45,9 +45,11 @@ class EvaluateArgs:
     num_levels: int = DEFAULT_EVAL_NUM_LEVELS
     """number of levels in the evaluation range (> 0 when --exclude is given)"""
     distribution_mode: DistributionMode = "easy"
-    """CoinRun difficulty: easy or hard"""
+    """difficulty: easy or hard"""
+    game: str = DEFAULT_GAME
+    """the Procgen game to play (one of the 16)"""
     num_envs: int = 64
-    """CoinRun levels stepped together"""
+    """levels stepped together"""
     seed: int = 0
     """seed of the envs and the policy"""
     exclude: tuple[str, ...] = ()
@@ -65,6 +67,10 @@ class EvaluateArgs:
 def run(args: EvaluateArgs) -> dict:
     """Check the level range, evaluate the policy and return the full result (raises on bad input)."""
     spec = policy_spec(args.agent)
+    trained_for = agent_game(spec)
+    if trained_for is not None and trained_for != args.game:
+        raise ValueError(f"{args.agent} was trained for {trained_for}: evaluate it with --game {trained_for}, "
+                         f"not {args.game}")  # fmt: skip
     if args.exclude:
         seen = held_out_levels(list(args.exclude))
         check_disjoint(args.start_level, args.num_levels, seen)
@@ -73,7 +79,7 @@ def run(args: EvaluateArgs) -> dict:
     num_envs = max(1, min(args.num_envs, args.episodes))  # more envs than episodes would play uncounted
     policy = make_policy(spec, num_envs, args.seed)
     result = evaluate_policy(policy, args.episodes, args.start_level, args.num_levels, args.distribution_mode,
-                             num_envs, args.seed, args.gif, args.progress)  # fmt: skip
+                             num_envs, args.seed, args.gif, args.progress, game=args.game)  # fmt: skip
     head = {"name": args.name or default_name(spec), "agent": spec, **agent_budget(spec)}
     if args.exclude:
         head |= {"excluded": list(args.exclude), "excluded_levels": len(seen)}

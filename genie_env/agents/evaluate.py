@@ -21,8 +21,8 @@ from tqdm import tqdm
 from genie_env._io import read_json
 from genie_env.data.format import dataset_level_seeds
 from genie_env.data.manifest import MANIFEST
-from genie_env.envs.real import ProcgenCoinRunVectorEnv
-from genie_env.games import Policy
+from genie_env.envs.real import ProcgenVectorEnv
+from genie_env.games import DEFAULT_GAME, Policy
 from genie_env.metrics import bootstrap_ci
 from genie_env.viz import save_gif
 
@@ -122,8 +122,9 @@ def evaluate_policy(
     seed: int = 0,
     gif_path: str | Path | None = None,
     progress: bool = True,
+    game: str = DEFAULT_GAME,
 ) -> dict[str, Any]:
-    """Play `episodes` real CoinRun episodes with `policy` on `num_envs` envs and summarise them.
+    """Play `episodes` real episodes of `game` (CoinRun by default) with `policy` on `num_envs` envs and summarise them.
 
     `policy.act(frames uint8 (num_envs, 64, 64, 3), first bool (num_envs,))` must return
     `num_envs` actions. Returns a JSON-serialisable dict: episodes, mean_return, return_ci,
@@ -136,7 +137,7 @@ def evaluate_policy(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     start = time.perf_counter()
-    env = ProcgenCoinRunVectorEnv(num_envs, distribution_mode, start_level, num_levels)
+    env = ProcgenVectorEnv(num_envs, distribution_mode, start_level, num_levels, game=game)
     quotas = episode_quotas(episodes, num_envs)
     done_count = np.zeros(num_envs, np.int64)
     ep_return = np.zeros(num_envs, np.float64)
@@ -155,7 +156,7 @@ def evaluate_policy(
             if gif_path is not None and len(gif_frames) < GIF_FRAMES:
                 gif_frames.append(obs[0])
             for i in np.flatnonzero(first & (done_count < quotas)):
-                success = bool(info["prev_level_complete"][i] == 1 or rewards[i] > 0)
+                success = bool(info["prev_level_complete"][i] == 1)  # the game's own "level completed"
                 records["returns"].append(float(ep_return[i]))
                 records["lengths"].append(int(ep_length[i]))
                 records["successes"].append(success)
@@ -179,6 +180,7 @@ def evaluate_policy(
         "start_level": start_level,
         "num_levels": num_levels,
         "distribution_mode": distribution_mode,
+        "game": game,
         "num_envs": num_envs,
         "seed": seed,
         "wall_s": round(time.perf_counter() - start, 3),

@@ -15,7 +15,7 @@ import numpy as np
 
 from genie_env._compat import import_gym_quietly
 from genie_env.data.collect import CollectConfig
-from genie_env.games import NUM_ACTIONS, Policy
+from genie_env.games import DEFAULT_GAME, NUM_ACTIONS, Policy
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -163,15 +163,28 @@ def default_name(spec: str) -> str:
     return Path(spec.rsplit(":", 1)[-1]).stem if spec.startswith("sb3:") else spec
 
 
-def agent_budget(spec: str) -> dict[str, int]:
-    """The real and dreamed frames an SB3 agent cost, from the record `genie train-agent` keeps beside it
-    (`NAME.json` next to NAME.zip, or the run's `config.json`); {} for other policies or without one."""
+def agent_record(spec: str) -> dict[str, Any] | None:
+    """The record `genie train-agent` keeps beside an SB3 agent (`NAME.json` next to NAME.zip, or the
+    run's `config.json`); None for other policies or without one."""
     if not spec.startswith("sb3:"):
-        return {}
+        return None
     model = Path(spec.rsplit(":", 1)[-1])
     for record in (model.with_suffix(".json"), model.parent / "config.json"):
         if record.exists():
             meta = json.loads(record.read_text())
             if meta.get("kind") == "agent":
-                return {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
-    return {}
+                return meta
+    return None
+
+
+def agent_budget(spec: str) -> dict[str, int]:
+    """The real and dreamed frames an SB3 agent cost, from its record; {} for other policies or without one."""
+    meta = agent_record(spec)
+    return {} if meta is None else {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
+
+
+def agent_game(spec: str) -> str | None:
+    """The game an SB3 agent was trained for, from its record (agents from before games: CoinRun); None
+    for other policies or without a record."""
+    meta = agent_record(spec)
+    return None if meta is None else meta.get("config", {}).get("game", DEFAULT_GAME)

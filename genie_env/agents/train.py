@@ -29,9 +29,9 @@ from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
 from genie_env.data.context import ResetFrom
 from genie_env.envs.dream import Events, GenieCoinRunVectorEnv
-from genie_env.envs.real import ProcgenCoinRunVectorEnv
+from genie_env.envs.real import ProcgenVectorEnv
 from genie_env.envs.sb3 import SB3VecEnv
-from genie_env.games import DistributionMode
+from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
 from genie_env.world_model import DEFAULT_MODEL_DIR, Precision
 
 import_gym_quietly()
@@ -66,7 +66,9 @@ class AgentConfig:
     seed: int = 0
     """seed of the policy's initialisation, the envs and every sampled action"""
     distribution_mode: DistributionMode = "easy"
-    """CoinRun difficulty of the real game (training with --env real, and evaluation)"""
+    """difficulty of the real game (training with --env real, and evaluation)"""
+    game: str = DEFAULT_GAME
+    """the Procgen game of --env real and of the evaluations during training (the dream is CoinRun's)"""
     world_model: str | None = None
     """world-model directory for --env dream (default: the model shipped with the package)"""
     context: tuple[str, ...] = ()
@@ -122,6 +124,10 @@ class AgentConfig:
             if value not in get_args(kind):
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
         algorithm_class(self.algo)
+        check_game(self.game)
+        if self.env == "dream" and self.game != DEFAULT_GAME:
+            raise ValueError(f"--game {self.game}: dreams of games other than {DEFAULT_GAME} are not available yet "
+                             "(train --env real, or use --game coinrun)")  # fmt: skip
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
         if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
@@ -142,7 +148,7 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
     """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), with
     SB3's `VecMonitor` keeping the episode statistics."""
     if cfg.env == "real":
-        venv = ProcgenCoinRunVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode)
+        venv = ProcgenVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode, game=cfg.game)
     else:
         venv = GenieCoinRunVectorEnv(
             cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
@@ -160,10 +166,10 @@ def _context_arg(context: tuple[str, ...]) -> str | list[str] | None:
 
 
 def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:
-    """Real CoinRun on the held-out evaluation levels (see `genie_env.agents.evaluate`)."""
-    venv = ProcgenCoinRunVectorEnv(
+    """The real game on the held-out evaluation levels (see `genie_env.agents.evaluate`)."""
+    venv = ProcgenVectorEnv(
         num_envs, distribution_mode=cfg.distribution_mode, start_level=DEFAULT_EVAL_START_LEVEL,
-        num_levels=DEFAULT_EVAL_NUM_LEVELS,
+        num_levels=DEFAULT_EVAL_NUM_LEVELS, game=cfg.game,
     )  # fmt: skip
     env = SB3VecEnv(venv)
     env.seed(cfg.seed + 10_000)

@@ -11,11 +11,13 @@ from typing import Literal
 
 from genie_env.agents.networks import FEATURES, Features
 from genie_env.models.dynamics import DynamicsConfig
+from genie_env.models.lam import LAMConfig
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.trainer import TrainConfig
 
 PresetName = Literal["tiny", "cpu", "gpu"]
 TokenizerPresetName = Literal["tiny", "cpu", "cpu16", "gpu"]
+LAMPresetName = Literal["tiny", "cpu", "gpu"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,74 @@ def dynamics_preset(name: str) -> DynamicsPreset:
     if name not in DYNAMICS_PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {sorted(DYNAMICS_PRESETS)}")
     return DYNAMICS_PRESETS[name]
+
+
+@dataclass(frozen=True)
+class LAMPreset:
+    """A latent action model, how to train it, and the clip length it trains on."""
+
+    model: LAMConfig
+    train: TrainConfig
+    window: int
+    """frames per training clip (window - 1 transitions)"""
+
+
+LAM_PRESETS: dict[str, LAMPreset] = {
+    # seconds: tests
+    "tiny": LAMPreset(
+        LAMConfig(num_actions=4, latent_dim=8, patch=16, dim=32, depth=1, heads=2, frames=4, dead_code_steps=10),
+        TrainConfig(
+            steps=20,
+            batch_size=4,
+            lr=2e-3,
+            warmup_steps=2,
+            log_every=5,
+            image_every=0,
+            checkpoint_every=10,
+            num_workers=0,
+        ),  # fmt: skip
+        window=4,
+    ),
+    # 2 CPU cores: 8x8 patches, width 192, 3 blocks each side, clips of 8 frames; precision auto
+    "cpu": LAMPreset(
+        LAMConfig(num_actions=6, latent_dim=32, patch=8, dim=192, depth=3, heads=4, frames=8),
+        TrainConfig(
+            steps=6_000,
+            batch_size=16,
+            lr=6e-4,
+            warmup_steps=200,
+            min_lr_ratio=0.1,
+            weight_decay=0.01,
+            precision="auto",
+            checkpoint_every=250,
+            image_every=0,
+            num_workers=1,
+        ),  # fmt: skip
+        window=8,
+    ),
+    # one H100-class GPU, close to Jafar's LAM (width 512, 8 blocks, 16 frames)
+    "gpu": LAMPreset(
+        LAMConfig(num_actions=6, latent_dim=32, patch=4, dim=512, depth=8, heads=8, frames=16),
+        TrainConfig(
+            steps=100_000,
+            batch_size=36,
+            lr=3e-4,
+            warmup_steps=2000,
+            weight_decay=0.05,
+            checkpoint_every=2000,
+            image_every=0,
+            num_workers=4,
+        ),  # fmt: skip
+        window=16,
+    ),
+}
+
+
+def lam_preset(name: str) -> LAMPreset:
+    """The named LAM preset; ValueError listing the names if unknown."""
+    if name not in LAM_PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {sorted(LAM_PRESETS)}")
+    return LAM_PRESETS[name]
 
 
 @dataclass(frozen=True)

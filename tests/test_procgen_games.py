@@ -113,9 +113,10 @@ def test_stages_refuse_data_of_another_game(tmp_path, tiny_dataset, tiny_tokeniz
 
 
 def test_real_ppo_and_evaluation_take_the_game(tmp_path):
-    from genie_env.agents.train import AgentConfig, train_agent
     from genie_env.cli.evaluate import EvaluateArgs
     from genie_env.cli.evaluate import run as evaluate
+
+    from genie_env.agents.train import AgentConfig, train_agent
 
     cfg = AgentConfig(env="real", game="starpilot", steps=64, num_envs=2, n_steps=32, batch_size=32, n_epochs=1)
     agent = train_agent(cfg, tmp_path / "starpilot", progress=False)

@@ -18,6 +18,7 @@ COMMANDS = {
     "eval-tokenizer": ".eval_tokenizer",
     "train-dynamics": ".train_dynamics",
     "eval-dynamics": ".eval_dynamics",
+    "train-lam": ".train_lam",
     "export": ".export",
     "train-agent": ".train_agent",
     "evaluate": ".evaluate",

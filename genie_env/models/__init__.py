@@ -17,6 +17,7 @@ from genie_env.checkpoint import (
     weights_sha256,
 )
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel
+from genie_env.models.lam import LAMConfig, LatentActionModel
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -36,6 +37,15 @@ def load_dynamics(path: str | Path, device: str | torch.device = "cpu") -> Dynam
     ckpt = resolve_checkpoint(path)
     meta = read_config(ckpt, kind="dynamics")
     model = DynamicsModel(config_from_dict(DynamicsConfig, meta["config"], where=str(ckpt)))
+    load_weights(model, ckpt)
+    return model.to(device).eval()
+
+
+def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel:
+    """Rebuild a trained latent action model from a checkpoint or run directory, in eval mode."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_config(ckpt, kind="lam")
+    model = LatentActionModel(config_from_dict(LAMConfig, meta["config"], where=str(ckpt)))
     load_weights(model, ckpt)
     return model.to(device).eval()
 

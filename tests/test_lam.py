@@ -1,0 +1,98 @@
+"""Genie's latent action model: shapes, causality (the decoder learns x_{t+1} only through a_t), the
+codebook's health, and `genie train-lam` on a tiny dataset (frames only), resumed and reloaded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genie_env.checkpoint import CheckpointError
+from genie_env.models import load_lam
+from genie_env.models.lam import LAMConfig, LAMObjective, LatentActionModel
+from genie_env.presets import lam_preset
+
+TINY = lam_preset("tiny").model
+
+
+def clip(batch: int = 2, frames: int = 4, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (batch, frames, 64, 64, 3), dtype=np.uint8))
+
+
+def test_shapes_and_metrics():
+    torch.manual_seed(0)
+    model = LatentActionModel(TINY)
+    out = model(clip())
+    assert out.actions.shape == (2, 3) and out.actions.dtype == torch.int64
+    assert int(out.actions.min()) >= 0 and int(out.actions.max()) < TINY.num_actions
+    assert out.prediction.shape == (2, 3, 3, 64, 64) and torch.isfinite(out.loss)
+    result = LAMObjective(model)({"frames": clip()})
+    assert {"psnr", "copy_last_psnr", "action_usage", "action_perplexity"} <= set(result.metrics)
+    model.eval()
+    assert torch.equal(model.infer_actions(clip()), model(clip()).actions)
+    assert model.predict(clip()[:, :3], torch.zeros(2, 3, dtype=torch.long)).shape == (2, 3, 64, 64, 3)
+
+
+def test_the_decoder_sees_the_future_only_through_the_latent_action():
+    torch.manual_seed(0)
+    model = LatentActionModel(TINY).eval()
+    frames = clip()
+    changed = frames.clone()
+    changed[:, -1] = 255 - changed[:, -1]  # a different last frame
+    a, b = model(frames), model(changed)
+    # predictions of x_2..x_{T-1} use only earlier frames and actions: unchanged
+    assert torch.allclose(a.prediction[:, :-1], b.prediction[:, :-1], atol=1e-5)
+    # with the latent actions fixed, x_T's prediction does not depend on x_T at all
+    actions = a.actions
+    assert torch.allclose(model.predict(frames[:, :-1], actions), model.predict(changed[:, :-1], actions))
+    # the encoder's action for the last transition does see x_T
+    z_a, _ = model.encode(frames)
+    z_b, _ = model.encode(changed)
+    assert torch.allclose(z_a[:, :-1], z_b[:, :-1], atol=1e-5) and not torch.allclose(z_a[:, -1], z_b[:, -1])
+
+
+def test_bad_inputs_are_named():
+    model = LatentActionModel(TINY)
+    with pytest.raises(ValueError, match="clips of 2..4 frames"):
+        model(clip(frames=5))
+    with pytest.raises(ValueError, match="uint8"):
+        model(clip().float())
+    with pytest.raises(ValueError, match="latent action out of range: this LAM has 4"):
+        model.predict(clip()[:, :3], torch.full((2, 3), 4))
+    with pytest.raises(ValueError, match="num-actions must be >= 2"):
+        LAMConfig(num_actions=1)
+    with pytest.raises(ValueError, match="patch 7 must divide"):
+        LAMConfig(patch=7)
+
+
+def test_an_unused_latent_action_is_restarted():
+    torch.manual_seed(0)
+    model = LatentActionModel(LAMConfig(**{**TINY.__dict__, "dead_code_steps": 2}))
+    model.train()
+    for _ in range(4):
+        model(clip(frames=4, seed=1))
+    q = model.quantizer
+    # no code stays unused for longer than the restart horizon
+    assert int(q.steps_unused.max()) <= 2
+
+
+def test_train_lam_cli_trains_resumes_and_reloads(tiny_dataset, tmp_path):
+    from genie_env.cli.train_lam import default_args, run
+
+    args = default_args("tiny")
+    out = tmp_path / "lam"
+    first = run(dataclasses.replace(args, data=str(tiny_dataset), out=str(out)))
+    assert np.isfinite(first["lam/loss"]) and "lam/action_usage" in first
+    config = json.loads((out / "checkpoints" / "step_0000020" / "config.json").read_text())
+    assert config["kind"] == "lam" and config["game"] == "coinrun" and config["window"] == 4
+    model = load_lam(out)
+    assert model.cfg == args.model and not model.training
+    again = dataclasses.replace(args, data=str(tiny_dataset), out=str(out), resume=True)
+    run(again)  # a finished run resumes to its end: nothing more to train
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "step_0000020"
+    other = dataclasses.replace(again, model=dataclasses.replace(args.model, num_actions=5))
+    with pytest.raises(CheckpointError, match=r"model.num_actions \(4 vs 5\)"):
+        run(other)

@@ -32,6 +32,13 @@ PROCGEN_GAMES = (
     "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot",
 )  # fmt: skip
 DEFAULT_GAME = "coinrun"
+# CoinRun's movement classes: what each action does there (D A W S Q E do nothing, as NOOP and DOWN)
+MOVEMENT_CLASSES = ("left", "right", "jump", "jump left", "jump right", "none")
+ACTION_MOVEMENT = {
+    "LEFT+DOWN": "left", "LEFT": "left", "LEFT+UP": "jump left", "DOWN": "none", "NOOP": "none", "UP": "jump",
+    "RIGHT+DOWN": "right", "RIGHT": "right", "RIGHT+UP": "jump right",
+    "D": "none", "A": "none", "W": "none", "S": "none", "Q": "none", "E": "none",
+}  # fmt: skip
 DistributionMode = Literal["easy", "hard"]
 DISTRIBUTION_MODES: tuple[str, ...] = get_args(DistributionMode)
 MAX_RAND_SEED = 2**31 - 1

@@ -105,6 +105,23 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     ))  # fmt: skip
 
 
+def normalized_mutual_info(table: np.ndarray) -> float:
+    """Normalized mutual information of a contingency table (rows: one labelling, columns: the other),
+    I(X; Y) / mean(H(X), H(Y)) (scikit-learn's arithmetic normalisation); 0 when either is constant."""
+    p = np.asarray(table, np.float64)
+    p = p / max(p.sum(), 1e-300)
+    px, py = p.sum(1), p.sum(0)
+
+    def entropy(q: np.ndarray) -> float:
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(px, py)[nz])).sum())
+    hx, hy = entropy(px), entropy(py)
+    return 0.0 if hx == 0 or hy == 0 else max(0.0, mi / ((hx + hy) / 2))
+
+
 def bootstrap_ci(values: Any, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean of `values` (1-D); returns (lo, hi).
 

@@ -96,3 +96,45 @@ def test_train_lam_cli_trains_resumes_and_reloads(tiny_dataset, tmp_path):
     other = dataclasses.replace(again, model=dataclasses.replace(args.model, num_actions=5))
     with pytest.raises(CheckpointError, match=r"model.num_actions \(4 vs 5\)"):
         run(other)
+
+
+def test_normalized_mutual_info_matches_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from genie_env.metrics import normalized_mutual_info
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 6, 500)
+    y = (x + (rng.random(500) < 0.3) * rng.integers(0, 15, 500)) % 15
+    table = np.zeros((6, 15))
+    np.add.at(table, (x, y), 1)
+    assert normalized_mutual_info(table) == pytest.approx(normalized_mutual_info_score(x, y), abs=1e-9)
+    assert normalized_mutual_info(np.eye(4) * 5) == pytest.approx(1.0)
+    assert normalized_mutual_info(np.ones((1, 3))) == 0.0
+
+
+def test_horizontal_shift_finds_the_shift():
+    from genie_env.evaluate.lam import horizontal_shift
+
+    frame = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    right = np.roll(frame, 3, axis=2)
+    left = np.roll(frame, -2, axis=2)
+    assert horizontal_shift(np.concatenate([frame, frame]), np.concatenate([right, left])).tolist() == [3, -2]
+
+
+def test_eval_lam_reports_the_table_the_effects_and_the_psnr(tiny_dataset, tmp_path):
+    from genie_env.cli.eval_lam import main
+    from genie_env.cli.train_lam import default_args, run
+
+    args = default_args("tiny")
+    run(dataclasses.replace(args, data=str(tiny_dataset), out=str(tmp_path / "lam")))
+    main(["--lam", str(tmp_path / "lam"), "--data", str(tiny_dataset), "--split", "train", "--max-windows", "40",
+          "--out-dir", str(tmp_path / "eval")])  # fmt: skip
+    result = json.loads((tmp_path / "eval" / "eval_lam.json").read_text())
+    table = np.array(result["contingency_real_actions"]["counts"])
+    assert table.shape == (4, 15) and table.sum() == result["transitions"] == 40 * 3
+    assert np.array(result["contingency_movement"]["counts"]).sum() == table.sum()
+    assert 0.0 <= result["nmi_real_actions"] <= 1.0 and 0.0 <= result["nmi_movement_classes"] <= 1.0
+    assert len(result["mean_scene_shift_px"]) == 4 and result["frames"] == 120
+    assert np.isfinite(result["psnr"]) and np.isfinite(result["copy_last_psnr"])
+    assert (tmp_path / "eval" / "latent_actions.png").stat().st_size > 1000

@@ -19,6 +19,7 @@ COMMANDS = {
     "train-dynamics": ".train_dynamics",
     "eval-dynamics": ".eval_dynamics",
     "train-lam": ".train_lam",
+    "eval-lam": ".eval_lam",
     "export": ".export",
     "train-agent": ".train_agent",
     "evaluate": ".evaluate",

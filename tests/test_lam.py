@@ -138,3 +138,39 @@ def test_eval_lam_reports_the_table_the_effects_and_the_psnr(tiny_dataset, tmp_p
     assert len(result["mean_scene_shift_px"]) == 4 and result["frames"] == 120
     assert np.isfinite(result["psnr"]) and np.isfinite(result["copy_last_psnr"])
     assert (tmp_path / "eval" / "latent_actions.png").stat().st_size > 1000
+
+
+def test_dynamics_trains_on_latent_actions_only(tiny_dataset, tiny_tokenizer_run, tmp_path):
+    from genie_env.cli.train_dynamics import default_args as dynamics_args
+    from genie_env.cli.train_dynamics import run as train_dynamics
+    from genie_env.cli.train_lam import default_args, run
+
+    from genie_env.data.format import load_shard, schema_of
+    from genie_env.data.manifest import read_manifest
+    from genie_env.models import load_dynamics
+    from genie_env.models.lam import label_transitions
+    from genie_env.models.tokenize import tokenize_dataset
+
+    lam_run = tmp_path / "lam"
+    run(dataclasses.replace(default_args("tiny"), data=str(tiny_dataset), out=str(lam_run)))
+    manifest = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "tokens", progress=False, lam=lam_run)
+    assert manifest.actions["kind"] == "latent" and manifest.actions["num_actions"] == 4
+    info = manifest.shards[0]
+    tokens = load_shard(tmp_path / "tokens", info, schema_of(manifest))
+    frames = load_shard(tiny_dataset, read_manifest(tiny_dataset).shards[0])
+    expected = label_transitions(load_lam(lam_run), np.asarray(frames["frames"]), np.asarray(frames["episode_ids"]))
+    assert np.array_equal(np.asarray(tokens["actions"]), expected) and expected.max() < 4
+
+    args = dynamics_args("tiny")
+    common = {"tokens": (str(tmp_path / "tokens"),), "out": str(tmp_path / "dyn"), "preset": "tiny"}
+    with pytest.raises(ValueError, match="holds 4 latent actions of LAM .*: pass --actions latent --lam"):
+        train_dynamics(dataclasses.replace(args, **common))
+    train_dynamics(dataclasses.replace(args, **common, actions="latent", lam=str(lam_run)))
+    model = load_dynamics(tmp_path / "dyn")
+    assert model.cfg.num_actions == 4  # it never saw a real action
+    config = json.loads(sorted((tmp_path / "dyn" / "checkpoints").iterdir())[-1].joinpath("config.json").read_text())
+    assert config["actions"]["kind"] == "latent"
+    with pytest.raises(ValueError, match="holds the real actions: label them first"):
+        tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "real_tokens", progress=False)
+        train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "real_tokens"),), out=str(tmp_path / "d2"),
+                                           actions="latent", lam=str(lam_run)))  # fmt: skip

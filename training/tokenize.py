@@ -26,6 +26,9 @@ class TokenizeArgs:
     """frames encoded per batch"""
     device: str = "cpu"
     """torch device: cpu or cuda"""
+    lam: str | None = None
+    """label every transition with this latent action model's actions instead of the real ones (the
+    tokens then train a dynamics model from video alone: genie train-dynamics --actions latent --lam RUN)"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     args = tyro.cli(TokenizeArgs, args=argv, prog="genie tokenize", description=__doc__)
     with cli_errors():
-        manifest = tokenize_dataset(args.data, args.tokenizer, args.out, args.batch_size, args.device)
+        manifest = tokenize_dataset(args.data, args.tokenizer, args.out, args.batch_size, args.device, lam=args.lam)
     grid = "x".join(map(str, manifest.token_grid))
     digest = manifest.tokenizer["sha256"][:12]
     print(f"{args.out}: {manifest.counts['frames']} frames as {grid} tokens (tokenizer {digest})")

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
+from typing import Literal
 
 import tyro
 
@@ -50,10 +51,17 @@ class TrainDynamicsArgs:
     init_from: str | None = None
     """start from this dynamics checkpoint or run's weights (a fine-tuning round), with a fresh optimizer
     and schedule; its architecture must equal --model's and its tokenizer the tokens'"""
+    actions: Literal["real", "latent"] = "real"
+    """what conditions the model: the real actions, or (latent) the latent actions a LAM labelled the
+    tokens with (`genie tokenize --lam RUN`): the model then never sees a real action"""
+    lam: str | None = None
+    """with --actions latent: the LAM run the tokens must have been labelled by"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
 
     def __post_init__(self) -> None:
+        if (self.actions == "latent") != (self.lam is not None):
+            raise ValueError("--actions latent needs --lam RUN (the LAM that labelled the tokens), and only it")
         if isinstance(self.tokens, str):  # one directory given as a plain string (from Python)
             object.__setattr__(self, "tokens", (self.tokens,))
 
@@ -66,8 +74,10 @@ def default_args(preset: str) -> TrainDynamicsArgs:
 def run(args: TrainDynamicsArgs) -> dict[str, float]:
     """Train and return the last logged metrics."""
     manifest = token_manifests(args.tokens)[0]
+    check_actions_match(args, manifest.actions)
     grid, vocab = manifest.token_grid[0], manifest.codebook_size
-    model_cfg = dataclasses.replace(args.model, grid=grid, codebook_size=vocab)
+    num_actions = manifest.actions["num_actions"] if manifest.actions else args.model.num_actions
+    model_cfg = dataclasses.replace(args.model, grid=grid, codebook_size=vocab, num_actions=num_actions)
     if (args.model.grid, args.model.codebook_size) != (grid, vocab):
         logger.info("token grid %dx%d and %d codes taken from %s", grid, grid, vocab, args.tokens[0])
     seed_everything(args.train.seed)
@@ -75,6 +85,8 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     model = DynamicsModel(model_cfg)
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
              "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
+    if manifest.actions:  # recorded only for latent actions, so runs from before still resume
+        extra["actions"] = manifest.actions
     if args.self_forcing:  # recorded only when used, so runs from before the option still resume
         extra["self_forcing"] = args.self_forcing
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint
@@ -84,6 +96,24 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         model_config=model_cfg, resume=args.resume, extra_config=extra,
     )  # fmt: skip
     return trainer.fit()
+
+
+def check_actions_match(args: TrainDynamicsArgs, actions: dict | None) -> None:
+    """--actions/--lam must say what the tokens hold: real actions, or those of that very LAM."""
+    from genie_env.checkpoint import resolve_checkpoint, weights_sha256
+    from genie_env.models.tokenize import describe_actions
+
+    if args.actions == "real" and actions is not None:
+        raise ValueError(f"--tokens {args.tokens[0]} holds {describe_actions(actions)}: pass --actions latent "
+                         f"--lam {actions['lam']['path']}")  # fmt: skip
+    if args.actions == "latent":
+        if actions is None:
+            raise ValueError(f"--tokens {args.tokens[0]} holds the real actions: label them first with "
+                             f"genie tokenize --lam {args.lam}")  # fmt: skip
+        if weights_sha256(resolve_checkpoint(args.lam)) != actions["lam"]["sha256"]:
+            raise ValueError(
+                f"--tokens {args.tokens[0]} holds {describe_actions(actions)}, not those of --lam {args.lam}"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -121,6 +121,8 @@ def token_manifests(roots: tuple[str, ...]) -> list[Manifest]:
         for key in ("token_grid", "codebook_size"):
             if getattr(m, key) != getattr(first, key):
                 raise ValueError(f"--tokens: {root} has {key} {getattr(m, key)}, {roots[0]} has {getattr(first, key)}")
+        if m.actions != first.actions:
+            raise ValueError(f"--tokens: {root} and {roots[0]} hold different actions (real or latent, or two LAMs')")
         if m.game != first.game:
             raise ValueError(
                 f"--tokens: {root} is {m.game}, {roots[0]} is {first.game}: a dynamics model learns one game"

@@ -86,6 +86,9 @@ class Manifest:
     codebook_size: int | None = None
     tokenizer: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
+    actions: dict[str, Any] | None = None
+    """a token dataset's actions: None for the real ones; {"kind": "latent", "num_actions": K, "lam": {"path",
+    "sha256"}} when a latent action model labelled the transitions (`genie tokenize --lam RUN`)"""
     format_version: int = FORMAT_VERSION
 
     @property

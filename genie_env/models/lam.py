@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -168,6 +169,32 @@ class LatentActionModel(nn.Module):
         latent = F.embedding(actions.long(), self.quantizer.codebook.float())
         out = self.decode(frames, latent)
         return out.permute(0, 1, 3, 4, 2).add(1.0).mul(0.5).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def label_transitions(model: LatentActionModel, frames: np.ndarray, episode_ids: np.ndarray,
+                      batch_size: int = 64, device: str = "cpu") -> np.ndarray:  # fmt: skip
+    """The latent action of every transition of a shard: frames uint8 (N, 64, 64, 3) in episode order ->
+    int64 (N,), row t the action that moves frame t to frame t+1 (as a dataset's `actions` row t). Each
+    episode is cut into clips of the model's length overlapping by one frame; an episode's last row, which
+    has no next frame, gets 0. Raises ValueError if an episode is split across rows."""
+    from genie_env.data.dataset import episode_bounds
+
+    model.eval()
+    out = np.zeros(len(frames), np.int64)
+    span = model.cfg.frames
+    clips = [(c, min(c + span, b)) for a, b in zip(*episode_bounds(episode_ids)) for c in range(a, b - 1, span - 1)]
+    by_length: dict[int, list[int]] = {}
+    for a, b in clips:
+        by_length.setdefault(b - a, []).append(a)
+    for length, starts in by_length.items():
+        for i in range(0, len(starts), batch_size):
+            chunk = starts[i : i + batch_size]
+            batch = torch.from_numpy(np.stack([np.asarray(frames[a : a + length]) for a in chunk])).to(device)
+            actions = model.infer_actions(batch).cpu().numpy()
+            for a, row in zip(chunk, actions):
+                out[a : a + length - 1] = row
+    return out
 
 
 class LAMObjective(nn.Module):

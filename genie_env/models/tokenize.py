@@ -20,7 +20,8 @@ from genie_env.data.dataset import episode_bounds
 from genie_env.data.format import load_shard, schema_of, write_shard
 from genie_env.data.manifest import DatasetError, Manifest, read_manifest, write_manifest
 from genie_env.games import DEFAULT_GAME
-from genie_env.models import load_tokenizer
+from genie_env.models import load_lam, load_tokenizer
+from genie_env.models.lam import label_transitions
 from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -49,19 +50,22 @@ def encode_frames(tokenizer: Tokenizer, frames: np.ndarray, episode_ids: np.ndar
 
 
 def tokenize_dataset(data: str | Path, tokenizer_path: str | Path, out: str | Path, batch_size: int = 256,
-                     device: str = "cpu", progress: bool = True) -> Manifest:  # fmt: skip
-    """Tokenize every shard of frame dataset `data` into `out`; returns the token manifest.
+                     device: str = "cpu", progress: bool = True,
+                     lam: str | Path | None = None) -> Manifest:  # fmt: skip
+    """Tokenize every shard of frame dataset `data` into `out`; returns the token manifest. With `lam` (a
+    latent action model run), every transition's action is the LAM's latent action instead of the real one
+    (the manifest's `actions` says so), for dynamics trained from video alone.
 
     Re-running into the same `out` skips shards already written (an interrupted run continues).
     Raises DatasetError if `data` is not a frame dataset, or if `out` holds tokens of another
     tokenizer or another source dataset.
     """
     with DirLock(out):
-        return _tokenize(Path(data), Path(out), tokenizer_path, batch_size, device, progress)
+        return _tokenize(Path(data), Path(out), tokenizer_path, batch_size, device, progress, lam)
 
 
 def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int, device: str,
-              progress: bool) -> Manifest:  # fmt: skip
+              progress: bool, lam_path: str | Path | None) -> Manifest:  # fmt: skip
     source = read_manifest(data, kind="frames")
     ckpt = resolve_checkpoint(tokenizer_path)
     trained_on = read_config(ckpt).get("game", DEFAULT_GAME)  # tokenizers from before games were recorded: CoinRun
@@ -69,10 +73,17 @@ def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int
         raise DatasetError(f"{data} holds {source.game} frames, but tokenizer {ckpt} was trained on {trained_on}")
     tokenizer = load_tokenizer(ckpt, device)
     digest = weights_sha256(ckpt)
+    lam, actions = None, None
+    if lam_path is not None:
+        lam_ckpt = resolve_checkpoint(lam_path)
+        lam = load_lam(lam_ckpt, device)
+        actions = {"kind": "latent", "num_actions": lam.cfg.num_actions,
+                   "lam": {"path": str(lam_ckpt), "sha256": weights_sha256(lam_ckpt)}}  # fmt: skip
     header = Manifest(
         kind="tokens", token_grid=(tokenizer.cfg.grid, tokenizer.cfg.grid), codebook_size=tokenizer.cfg.codebook_size,
         tokenizer={"path": str(ckpt), "sha256": digest, "config": config_to_dict(tokenizer.cfg)},
         source={"path": str(data), "counts": source.counts}, env=source.env, collect=source.collect,
+        actions=actions,
     )  # fmt: skip
     done = []
     if (out / "manifest.json").exists():
@@ -86,6 +97,9 @@ def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int
             raise DatasetError(
                 f"{out} was tokenized from another dataset ({existing.source['path']}): choose another --out"
             )
+        if existing.actions != actions:
+            raise DatasetError(f"{out} holds tokens with {describe_actions(existing.actions)}, not "
+                               f"{describe_actions(actions)}: choose another --out")  # fmt: skip
         done = list(existing.shards)
     out.mkdir(parents=True, exist_ok=True)
     schema = schema_of(header)
@@ -95,8 +109,19 @@ def _tokenize(data: Path, out: Path, tokenizer_path: str | Path, batch_size: int
         arrays = load_shard(data, info)
         tokens = encode_frames(tokenizer, arrays["frames"], np.asarray(arrays["episode_ids"]), batch_size, device)
         rows = {"tokens": tokens, **{k: np.asarray(v) for k, v in arrays.items() if k != "frames"}}
+        if lam is not None:
+            rows["actions"] = label_transitions(lam, arrays["frames"], rows["episode_ids"], device=device).astype(
+                rows["actions"].dtype
+            )
         done.append(write_shard(out, info.name, info.split, rows, schema))
         write_manifest(out, dataclasses.replace(header, shards=tuple(done)))
         bar.update(info.num_frames)
     bar.close()
     return write_manifest(out, dataclasses.replace(header, shards=tuple(done), complete=True))
+
+
+def describe_actions(actions: dict | None) -> str:
+    """A token dataset's `actions` in words: the real actions, or a LAM's latent ones."""
+    if actions is None:
+        return "the real actions"
+    return f"{actions['num_actions']} latent actions of LAM {actions['lam']['sha256'][:12]} ({actions['lam']['path']})"

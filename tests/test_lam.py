@@ -174,3 +174,25 @@ def test_dynamics_trains_on_latent_actions_only(tiny_dataset, tiny_tokenizer_run
         tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "real_tokens", progress=False)
         train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "real_tokens"),), out=str(tmp_path / "d2"),
                                            actions="latent", lam=str(lam_run)))  # fmt: skip
+
+
+def test_eval_dynamics_drives_a_latent_dynamics_with_the_lam_s_actions(tiny_dataset, tiny_tokenizer_run, tmp_path):
+    from genie_env.cli.train_dynamics import default_args as dynamics_args
+    from genie_env.cli.train_dynamics import run as train_dynamics
+    from genie_env.cli.train_lam import default_args, run
+
+    from genie_env.evaluate.dynamics import evaluate_dynamics
+    from genie_env.models import load_dynamics, load_tokenizer
+    from genie_env.models.tokenize import tokenize_dataset
+
+    lam_run = tmp_path / "lam"
+    run(dataclasses.replace(default_args("tiny"), data=str(tiny_dataset), out=str(lam_run)))
+    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "tokens", progress=False, lam=lam_run)
+    args = dynamics_args("tiny")
+    train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "tokens"),), out=str(tmp_path / "dyn"),
+                                       preset="tiny", actions="latent", lam=str(lam_run)))  # fmt: skip
+    model, tokenizer = load_dynamics(tmp_path / "dyn"), load_tokenizer(tiny_tokenizer_run)
+    result = evaluate_dynamics(model, tokenizer, tmp_path / "tokens", tiny_dataset, context=2, horizon=4, windows=4,
+                               dreamed_leads=(), progress=False)  # fmt: skip
+    assert result["actions"]["kind"] == "latent" and result["actions"]["num_actions"] == 4
+    assert set(result["delta_t_psnr"]) == {4} and set(result["psnr"]) >= {1, 4}

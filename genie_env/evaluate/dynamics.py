@@ -174,6 +174,9 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
         "context": context,
         "horizon": horizon,
         "sampling": {"steps": steps, "temperature": temperature, "seed": seed},
+        # the actions the dreams are driven by: the real ones, or those a LAM inferred from the real frames
+        # (then random_actions draws random latent actions, and delta_t_psnr is Genie's ΔtPSNR)
+        "actions": tokens_manifest.actions or {"kind": "real"},
         "psnr": psnr["dream"],
         "ssim": {h: round(errs["dream"][h - 1].ssim, 4) for h in horizons},
         "copy_last_frame_psnr": psnr["copy"],

@@ -7,7 +7,7 @@ field be overridden (`--model.patch 4`, `--train.steps 100`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from genie_env.agents.networks import FEATURES, Features
 from genie_env.models.dynamics import DynamicsConfig
@@ -15,6 +15,7 @@ from genie_env.models.lam import LAMConfig
 from genie_env.models.tokenizer import TokenizerConfig
 from genie_env.trainer import TrainConfig
 
+T = TypeVar("T")
 PresetName = Literal["tiny", "cpu", "gpu"]
 TokenizerPresetName = Literal["tiny", "cpu", "cpu16", "gpu"]
 LAMPresetName = Literal["tiny", "cpu", "gpu"]
@@ -98,11 +99,15 @@ TOKENIZER_PRESETS: dict[str, TokenizerPreset] = {
 }
 
 
+def _named(presets: dict[str, T], name: str) -> T:
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}: use one of {sorted(presets)}")
+    return presets[name]
+
+
 def tokenizer_preset(name: str) -> TokenizerPreset:
     """The named tokenizer preset; ValueError listing the names if unknown."""
-    if name not in TOKENIZER_PRESETS:
-        raise ValueError(f"unknown preset {name!r}: use one of {sorted(TOKENIZER_PRESETS)}")
-    return TOKENIZER_PRESETS[name]
+    return _named(TOKENIZER_PRESETS, name)
 
 
 @dataclass(frozen=True)
@@ -168,9 +173,7 @@ DYNAMICS_PRESETS: dict[str, DynamicsPreset] = {
 
 def dynamics_preset(name: str) -> DynamicsPreset:
     """The named dynamics preset; ValueError listing the names if unknown."""
-    if name not in DYNAMICS_PRESETS:
-        raise ValueError(f"unknown preset {name!r}: use one of {sorted(DYNAMICS_PRESETS)}")
-    return DYNAMICS_PRESETS[name]
+    return _named(DYNAMICS_PRESETS, name)
 
 
 @dataclass(frozen=True)
@@ -236,9 +239,7 @@ LAM_PRESETS: dict[str, LAMPreset] = {
 
 def lam_preset(name: str) -> LAMPreset:
     """The named LAM preset; ValueError listing the names if unknown."""
-    if name not in LAM_PRESETS:
-        raise ValueError(f"unknown preset {name!r}: use one of {sorted(LAM_PRESETS)}")
-    return LAM_PRESETS[name]
+    return _named(LAM_PRESETS, name)
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,4 @@ PIPELINE_PRESETS: dict[str, PipelinePreset] = {
 
 def pipeline_preset(name: str) -> PipelinePreset:
     """The named pipeline preset; ValueError listing the names if unknown."""
-    if name not in PIPELINE_PRESETS:
-        raise ValueError(f"unknown preset {name!r}: use one of {sorted(PIPELINE_PRESETS)}")
-    return PIPELINE_PRESETS[name]
+    return _named(PIPELINE_PRESETS, name)

@@ -18,6 +18,36 @@ from genie_env.presets import lam_preset
 TINY = lam_preset("tiny").model
 
 
+@pytest.fixture(scope="module")
+def lam_run(tiny_dataset, tmp_path_factory):
+    """A tiny LAM trained on the tiny dataset's frames (RUN directory)."""
+    from genie_env.cli.train_lam import default_args, run
+
+    out = tmp_path_factory.mktemp("lam") / "run"
+    run(dataclasses.replace(default_args("tiny"), data=str(tiny_dataset), out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def latent_tokens(tiny_dataset, tiny_tokenizer_run, lam_run, tmp_path_factory):
+    """The tiny dataset tokenized with its actions replaced by the tiny LAM's (DIR, manifest)."""
+    from genie_env.models.tokenize import tokenize_dataset
+
+    out = tmp_path_factory.mktemp("latent") / "tokens"
+    return out, tokenize_dataset(tiny_dataset, tiny_tokenizer_run, out, progress=False, lam=lam_run)
+
+
+@pytest.fixture(scope="module")
+def latent_dynamics(latent_tokens, lam_run, tmp_path_factory):
+    """A tiny dynamics model trained on the latent-action tokens (RUN directory)."""
+    from genie_env.cli.train_dynamics import default_args, run
+
+    out = tmp_path_factory.mktemp("latent") / "dyn"
+    run(dataclasses.replace(default_args("tiny"), tokens=(str(latent_tokens[0]),), out=str(out), preset="tiny",
+                            actions="latent", lam=str(lam_run)))  # fmt: skip
+    return out
+
+
 def clip(batch: int = 2, frames: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (batch, frames, 64, 64, 3), dtype=np.uint8))
 
@@ -122,13 +152,10 @@ def test_horizontal_shift_finds_the_shift():
     assert horizontal_shift(np.concatenate([frame, frame]), np.concatenate([right, left])).tolist() == [3, -2]
 
 
-def test_eval_lam_reports_the_table_the_effects_and_the_psnr(tiny_dataset, tmp_path):
+def test_eval_lam_reports_the_table_the_effects_and_the_psnr(tiny_dataset, lam_run, tmp_path):
     from genie_env.cli.eval_lam import main
-    from genie_env.cli.train_lam import default_args, run
 
-    args = default_args("tiny")
-    run(dataclasses.replace(args, data=str(tiny_dataset), out=str(tmp_path / "lam")))
-    main(["--lam", str(tmp_path / "lam"), "--data", str(tiny_dataset), "--split", "train", "--max-windows", "40",
+    main(["--lam", str(lam_run), "--data", str(tiny_dataset), "--split", "train", "--max-windows", "40",
           "--out-dir", str(tmp_path / "eval")])  # fmt: skip
     result = json.loads((tmp_path / "eval" / "eval_lam.json").read_text())
     table = np.array(result["contingency_real_actions"]["counts"])
@@ -140,10 +167,10 @@ def test_eval_lam_reports_the_table_the_effects_and_the_psnr(tiny_dataset, tmp_p
     assert (tmp_path / "eval" / "latent_actions.png").stat().st_size > 1000
 
 
-def test_dynamics_trains_on_latent_actions_only(tiny_dataset, tiny_tokenizer_run, tmp_path):
+def test_dynamics_trains_on_latent_actions_only(tiny_dataset, tiny_tokenizer_run, lam_run, latent_tokens,
+                                                 latent_dynamics, tmp_path):  # fmt: skip
     from genie_env.cli.train_dynamics import default_args as dynamics_args
     from genie_env.cli.train_dynamics import run as train_dynamics
-    from genie_env.cli.train_lam import default_args, run
 
     from genie_env.data.format import load_shard, schema_of
     from genie_env.data.manifest import read_manifest
@@ -151,48 +178,37 @@ def test_dynamics_trains_on_latent_actions_only(tiny_dataset, tiny_tokenizer_run
     from genie_env.models.lam import label_transitions
     from genie_env.models.tokenize import tokenize_dataset
 
-    lam_run = tmp_path / "lam"
-    run(dataclasses.replace(default_args("tiny"), data=str(tiny_dataset), out=str(lam_run)))
-    manifest = tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "tokens", progress=False, lam=lam_run)
+    root, manifest = latent_tokens
     assert manifest.actions["kind"] == "latent" and manifest.actions["num_actions"] == 4
-    info = manifest.shards[0]
-    tokens = load_shard(tmp_path / "tokens", info, schema_of(manifest))
+    tokens = load_shard(root, manifest.shards[0], schema_of(manifest))
     frames = load_shard(tiny_dataset, read_manifest(tiny_dataset).shards[0])
     expected = label_transitions(load_lam(lam_run), np.asarray(frames["frames"]), np.asarray(frames["episode_ids"]))
     assert np.array_equal(np.asarray(tokens["actions"]), expected) and expected.max() < 4
 
-    args = dynamics_args("tiny")
-    common = {"tokens": (str(tmp_path / "tokens"),), "out": str(tmp_path / "dyn"), "preset": "tiny"}
-    with pytest.raises(ValueError, match="holds 4 latent actions of LAM .*: pass --actions latent --lam"):
-        train_dynamics(dataclasses.replace(args, **common))
-    train_dynamics(dataclasses.replace(args, **common, actions="latent", lam=str(lam_run)))
-    model = load_dynamics(tmp_path / "dyn")
+    model = load_dynamics(latent_dynamics)
     assert model.cfg.num_actions == 4  # it never saw a real action
-    config = json.loads(sorted((tmp_path / "dyn" / "checkpoints").iterdir())[-1].joinpath("config.json").read_text())
+    config = json.loads(sorted((latent_dynamics / "checkpoints").iterdir())[-1].joinpath("config.json").read_text())
     assert config["actions"]["kind"] == "latent"
+
+    args = dataclasses.replace(dynamics_args("tiny"), tokens=(str(root),), out=str(tmp_path / "dyn"), preset="tiny")
+    with pytest.raises(ValueError, match="holds 4 latent actions of LAM .*: pass --actions latent --lam"):
+        train_dynamics(args)
+    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "real_tokens", progress=False)
     with pytest.raises(ValueError, match="holds the real actions: label them first"):
-        tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "real_tokens", progress=False)
-        train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "real_tokens"),), out=str(tmp_path / "d2"),
-                                           actions="latent", lam=str(lam_run)))  # fmt: skip
+        train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "real_tokens"),), actions="latent",
+                                           lam=str(lam_run)))  # fmt: skip
+    with pytest.raises(ValueError, match="hold different actions"):
+        train_dynamics(dataclasses.replace(args, tokens=(str(root), str(tmp_path / "real_tokens")), actions="latent",
+                                           lam=str(lam_run)))  # fmt: skip
 
 
-def test_eval_dynamics_drives_a_latent_dynamics_with_the_lam_s_actions(tiny_dataset, tiny_tokenizer_run, tmp_path):
-    from genie_env.cli.train_dynamics import default_args as dynamics_args
-    from genie_env.cli.train_dynamics import run as train_dynamics
-    from genie_env.cli.train_lam import default_args, run
-
+def test_eval_dynamics_drives_a_latent_dynamics_with_the_lam_s_actions(tiny_dataset, tiny_tokenizer_run,
+                                                                         latent_tokens, latent_dynamics):  # fmt: skip
     from genie_env.evaluate.dynamics import evaluate_dynamics
     from genie_env.models import load_dynamics, load_tokenizer
-    from genie_env.models.tokenize import tokenize_dataset
 
-    lam_run = tmp_path / "lam"
-    run(dataclasses.replace(default_args("tiny"), data=str(tiny_dataset), out=str(lam_run)))
-    tokenize_dataset(tiny_dataset, tiny_tokenizer_run, tmp_path / "tokens", progress=False, lam=lam_run)
-    args = dynamics_args("tiny")
-    train_dynamics(dataclasses.replace(args, tokens=(str(tmp_path / "tokens"),), out=str(tmp_path / "dyn"),
-                                       preset="tiny", actions="latent", lam=str(lam_run)))  # fmt: skip
-    model, tokenizer = load_dynamics(tmp_path / "dyn"), load_tokenizer(tiny_tokenizer_run)
-    result = evaluate_dynamics(model, tokenizer, tmp_path / "tokens", tiny_dataset, context=2, horizon=4, windows=4,
+    model, tokenizer = load_dynamics(latent_dynamics), load_tokenizer(tiny_tokenizer_run)
+    result = evaluate_dynamics(model, tokenizer, latent_tokens[0], tiny_dataset, context=2, horizon=4, windows=4,
                                dreamed_leads=(), progress=False)  # fmt: skip
     assert result["actions"]["kind"] == "latent" and result["actions"]["num_actions"] == 4
     assert set(result["delta_t_psnr"]) == {4} and set(result["psnr"]) >= {1, 4}

@@ -21,33 +21,30 @@ from genie_env.models.lam import LAMConfig, LatentActionModel
 from genie_env.models.tokenizer import Tokenizer, TokenizerConfig
 
 
-def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
-    """Rebuild a trained tokenizer from a checkpoint or run directory, in eval mode."""
+def _load(path: str | Path, kind: str, config_class: type, model_class: type, device: str | torch.device):
+    """Rebuild a trained model of `kind` from a checkpoint or run directory, in eval mode."""
     ckpt = resolve_checkpoint(path)
-    meta = read_config(ckpt, kind="tokenizer")
-    model = Tokenizer(config_from_dict(TokenizerConfig, meta["config"], where=str(ckpt)))
+    meta = read_config(ckpt, kind=kind)
+    model = model_class(config_from_dict(config_class, meta["config"], where=str(ckpt)))
     load_weights(model, ckpt)
     return model.to(device).eval()
+
+
+def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+    """Rebuild a trained tokenizer from a checkpoint or run directory, in eval mode."""
+    return _load(path, "tokenizer", TokenizerConfig, Tokenizer, device)
 
 
 def load_dynamics(path: str | Path, device: str | torch.device = "cpu") -> DynamicsModel:
     """Rebuild a trained dynamics model from a checkpoint or run directory, in eval mode.
 
     Its config.json also records the tokenizer it was trained with (`tokenizer.sha256`)."""
-    ckpt = resolve_checkpoint(path)
-    meta = read_config(ckpt, kind="dynamics")
-    model = DynamicsModel(config_from_dict(DynamicsConfig, meta["config"], where=str(ckpt)))
-    load_weights(model, ckpt)
-    return model.to(device).eval()
+    return _load(path, "dynamics", DynamicsConfig, DynamicsModel, device)
 
 
 def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel:
     """Rebuild a trained latent action model from a checkpoint or run directory, in eval mode."""
-    ckpt = resolve_checkpoint(path)
-    meta = read_config(ckpt, kind="lam")
-    model = LatentActionModel(config_from_dict(LAMConfig, meta["config"], where=str(ckpt)))
-    load_weights(model, ckpt)
-    return model.to(device).eval()
+    return _load(path, "lam", LAMConfig, LatentActionModel, device)
 
 
 def tokenizer_identity(path: str | Path) -> set[str]:

@@ -212,3 +212,15 @@ def test_eval_dynamics_drives_a_latent_dynamics_with_the_lam_s_actions(tiny_data
                                dreamed_leads=(), progress=False)  # fmt: skip
     assert result["actions"]["kind"] == "latent" and result["actions"]["num_actions"] == 4
     assert set(result["delta_t_psnr"]) == {4} and set(result["psnr"]) >= {1, 4}
+
+
+def test_the_coinrun_dream_refuses_a_world_model_of_latent_actions(tiny_dataset, tiny_tokenizer_run, latent_dynamics,
+                                                                   tmp_path):  # fmt: skip
+    import gymnasium
+
+    from genie_env.world_model import load_world_model, package_world_model
+
+    model_dir = package_world_model(tiny_tokenizer_run, latent_dynamics, tiny_dataset, tmp_path / "wm", num_contexts=4)
+    assert load_world_model(model_dir).dynamics.cfg.num_actions == 4  # it loads as a world model
+    with pytest.raises(ValueError, match="conditioned on 4 latent actions, not CoinRun's 15"):
+        gymnasium.make("GenieCoinRun-v0", world_model=str(model_dir))

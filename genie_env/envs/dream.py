@@ -25,6 +25,7 @@ from genie_env.games import (
     ACTION_MEANINGS,
     COIN_REWARD,
     FRAME_SHAPE,
+    NUM_ACTIONS,
     action_space,
     check_action,
     check_actions,
@@ -59,6 +60,10 @@ def _resolve(world_model, device, precision: str, context, context_frames: int, 
         source = ContextSource.from_file(context)
     else:
         source = ContextSource.from_dataset(context, context_frames, reset_from)
+    if wm.dynamics.cfg.num_actions != NUM_ACTIONS:
+        raise ValueError(f"world model {model_dir or '(given)'} is conditioned on {wm.dynamics.cfg.num_actions} latent "
+                         f"actions, not CoinRun's {NUM_ACTIONS}: GenieCoinRun-v0 plays world models trained on the "
+                         "real actions (this one was trained with --actions latent)")  # fmt: skip
     if source.context_frames > wm.context_frames:
         raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
     return wm, source

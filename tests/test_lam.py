@@ -224,3 +224,20 @@ def test_the_coinrun_dream_refuses_a_world_model_of_latent_actions(tiny_dataset,
     assert load_world_model(model_dir).dynamics.cfg.num_actions == 4  # it loads as a world model
     with pytest.raises(ValueError, match="conditioned on 4 latent actions, not CoinRun's 15"):
         gymnasium.make("GenieCoinRun-v0", world_model=str(model_dir))
+
+
+def test_play_latent_steps_one_latent_action_at_a_time(tiny_dataset, tiny_tokenizer_run, latent_dynamics, tmp_path):
+    from genie_env.data.context import ContextSource
+    from genie_env.play.session import LatentPlaySession
+    from genie_env.world_model import load_world_model, package_world_model
+
+    from .test_cli import genie
+
+    model_dir = package_world_model(tiny_tokenizer_run, latent_dynamics, tiny_dataset, tmp_path / "wm", num_contexts=4)
+    session = LatentPlaySession(load_world_model(model_dir), ContextSource.from_file(model_dir / "contexts.npz"))
+    report = session.step(3)
+    assert report["step"] == 1 and session.picture().shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="latent action 4 out of range: this world model has 4"):
+        session.step(4)
+    out = genie("play", "--latent", "--world-model", str(model_dir), "--max-frames", "3", "--fps", "1000").stdout
+    assert "played 3 frames" in out

@@ -2,7 +2,8 @@
 
 Arrow keys move (combinations such as LEFT+UP jump sideways); W A S D Q E are CoinRun's other action
 keys; R restarts from a new real level; TAB shows the real game side by side under the same actions;
-ESC quits. Under SDL_VIDEODRIVER=dummy it runs headless (with --max-frames, for tests).
+ESC quits. With --latent (a world model trained on latent actions), keys 1..K each take one step
+under that latent action. Under SDL_VIDEODRIVER=dummy it runs headless (with --max-frames, for tests).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import tyro
 
@@ -38,6 +40,9 @@ class PlayArgs:
     """start with the real game shown next to the dream (TAB toggles)"""
     max_frames: int = 0
     """stop after this many frames (0 = until ESC or the window is closed)"""
+    latent: bool = False
+    """play a world model conditioned on latent actions (genie train-dynamics --actions latent): keys 1..K
+    each take one step under that latent action; no real game beside"""
 
 
 def play(args: PlayArgs) -> int:
@@ -45,11 +50,18 @@ def play(args: PlayArgs) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    from genie_env.play.session import PlaySession
-    from genie_env.world_model import load_world_model
+    from genie_env.data.context import ContextSource
+    from genie_env.play.session import LatentPlaySession, PlaySession
+    from genie_env.world_model import DEFAULT_MODEL_DIR, load_world_model
 
+    wm = load_world_model(args.world_model)
+    if args.latent:
+        contexts = ContextSource.from_file(Path(args.world_model or DEFAULT_MODEL_DIR) / "contexts.npz")
+        session = LatentPlaySession(wm, contexts, seed=args.seed)
+    else:
+        session = PlaySession(wm, args.distribution_mode, level=args.seed, seed=args.seed)
     pygame.display.init()  # the window and keyboard only: no audio device needed
-    session = PlaySession(load_world_model(args.world_model), args.distribution_mode, level=args.seed, seed=args.seed)
+    digits = {getattr(pygame, f"K_{i + 1}"): i for i in range(min(9, getattr(session, "num_actions", 0)))}
     side_by_side, shown = args.side_by_side, 0
     clock = pygame.time.Clock()
     names = {getattr(pygame, f"K_{k.upper()}"): k for k in ("left", "right", "up", "down")}
@@ -64,13 +76,17 @@ def play(args: PlayArgs) -> int:
                     session.restart()
                 if event.type == pygame.KEYDOWN and event.key == pygame.K_TAB:
                     side_by_side = not side_by_side
-            keys = pygame.key.get_pressed()
-            session.step(action_from_keys({name for key, name in names.items() if keys[key]}))
+                if args.latent and event.type == pygame.KEYDOWN and event.key in digits:
+                    session.step(digits[event.key])  # one step per key press
+            if not args.latent:
+                keys = pygame.key.get_pressed()
+                session.step(action_from_keys({name for key, name in names.items() if keys[key]}))
             picture = upscale(session.picture(side_by_side), args.scale)
             size = (picture.shape[1], picture.shape[0])
             if screen is None or screen.get_size() != size:
                 screen = pygame.display.set_mode(size)
-                pygame.display.set_caption("genie play: arrows move, R restart, TAB real game, ESC quit")
+                caption = "keys 1..K take a latent action" if args.latent else "arrows move, TAB real game"
+                pygame.display.set_caption(f"genie play: {caption}, R restart, ESC quit")
             screen.blit(pygame.surfarray.make_surface(picture.transpose(1, 0, 2)), (0, 0))
             pygame.display.flip()
             shown += 1

@@ -189,6 +189,47 @@ class PlaySession:
         self.dream.close()
 
 
+class LatentPlaySession:
+    """A dream of a world model conditioned on latent actions (`genie train-dynamics --actions latent`),
+    played one latent action at a time (keys 1..K in `genie play --latent`). There is no real game beside
+    it: the real game takes real actions. A dream starts from one of `contexts`; when it ends, the next
+    step starts another."""
+
+    def __init__(self, world_model: WorldModel, contexts: ContextSource, seed: int = 0) -> None:
+        from genie_env.envs.dream import DreamBatch
+
+        self.num_actions = world_model.dynamics.cfg.num_actions
+        self.dream = DreamBatch(world_model, contexts, 1)
+        self.rng = np.random.default_rng(seed)
+        self.restart()
+
+    def restart(self) -> None:
+        self.dream.start(0, self.rng)
+        self.frame = self.dream.frames[0].copy()
+        self.step_count, self.ended = 0, False
+
+    def step(self, action: int) -> dict[str, Any]:
+        """One dream step under latent action `action` (0..K-1); ValueError naming K otherwise."""
+        k = self.num_actions
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < k:
+            raise ValueError(f"latent action {action!r} out of range: this world model has {k} (0..{k - 1})")
+        if self.ended:
+            self.restart()
+        frames, _, terminated, info = self.dream.step(np.array([action]))
+        self.frame, self.ended = frames[0], bool(terminated[0])
+        self.step_count += 1
+        return {
+            "step": self.step_count,
+            "action": int(action),
+            "ended": self.ended,
+            "coin_prob": float(info["reward_prob"][0]),
+            "termination_prob": float(info["termination_prob"][0]),
+        }
+
+    def picture(self, side_by_side: bool = False) -> np.ndarray:
+        return self.frame
+
+
 def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two uint8 frames, on [0, 1] pixel values."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255.0**2)

@@ -21,6 +21,7 @@ from genie_env.data.dataset import WindowDataset
 from genie_env.games import ACTION_MEANINGS, ACTION_MOVEMENT, MOVEMENT_CLASSES, NUM_ACTIONS
 from genie_env.metrics import FrameErrors, normalized_mutual_info
 from genie_env.models.lam import LatentActionModel
+from genie_env.models.tokenizer import output_to_frames
 from genie_env.viz import frame_grid, save_png, upscale
 
 MAX_SHIFT = 6
@@ -67,7 +68,7 @@ def evaluate_lam(model: LatentActionModel, data: str | Path, split: str = "val",
         dx = horizontal_shift(frames[:, :-1].flatten(0, 1).numpy(), frames[:, 1:].flatten(0, 1).numpy())
         for code, shift in zip(latent.ravel(), dx):
             shifts[code].append(int(shift))
-        predicted = out.prediction.float().permute(0, 1, 3, 4, 2).add(1.0).mul(0.5).clamp(0, 1)
+        predicted = output_to_frames(out.prediction.float()).clamp(0, 1)
         errors.update(predicted, frames[:, 1:])
         copy_errors.update(frames[:, :-1], frames[:, 1:])
         if len(first_frames) < grid_contexts:

@@ -30,7 +30,7 @@ from genie_env.games import FRAME_SHAPE
 from genie_env.models.common import StepResult
 from genie_env.models.quantizer import VectorQuantizer
 from genie_env.models.st_transformer import STConfig, STTransformer
-from genie_env.models.tokenizer import frames_to_input
+from genie_env.models.tokenizer import frames_to_input, output_to_frames
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class LatentActionModel(nn.Module):
             raise ValueError(f"latent action out of range: this LAM has {k} (0..{k - 1})")
         latent = F.embedding(actions.long(), self.quantizer.codebook.float())
         out = self.decode(frames, latent)
-        return out.permute(0, 1, 3, 4, 2).add(1.0).mul(0.5).clamp(0.0, 1.0)
+        return output_to_frames(out).clamp(0.0, 1.0)
 
 
 @torch.no_grad()
@@ -209,7 +209,7 @@ class LAMObjective(nn.Module):
         out = self.model(frames)
         with torch.no_grad():
             target = frames[:, 1:].float() / 255.0
-            predicted = out.prediction.float().permute(0, 1, 3, 4, 2).add(1.0).mul(0.5).clamp(0, 1)
+            predicted = output_to_frames(out.prediction.float()).clamp(0, 1)
             mse = F.mse_loss(predicted, target)
             copy_mse = F.mse_loss(frames[:, :-1].float() / 255.0, target)
         metrics = {

@@ -55,8 +55,8 @@ class AgentPlayer:
     """A saved SB3 agent choosing actions from dream frames, sampled from its policy with the session's
     own generator (so sessions sharing one loaded agent do not share randomness)."""
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, model, name: str = "agent") -> None:
+        self.model, self.name = model, name
 
     def probs(self, frame: np.ndarray) -> np.ndarray:
         import torch

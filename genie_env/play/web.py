@@ -82,7 +82,8 @@ class Settings(_Message):
     temperature: Annotated[float, Field(ge=0.0, le=MAX_TEMPERATURE)] | None = None
     maskgit_steps: Annotated[int, Field(ge=1, le=MAX_MASKGIT_STEPS)] | None = None
     show_real: bool | None = None
-    agent: str | None = "<unchanged>"
+    agent: str | None = None
+    """an offered agent's name, or null to hand control back (only when the message has the field)"""
 
 
 MESSAGE = TypeAdapter(Annotated[Step | Reset | Settings, Field(discriminator="type")])
@@ -183,9 +184,9 @@ class Server:
         report = s.last.to_dict() if s.last is not None else None
         if report is not None:
             report["psnr"] = _finite(report["psnr"])
-        agent = next((n for n, m in self.config.agents.items() if s.agent and s.agent.model is m), None)
         return {"type": "state", "level": s.level, "step": s.step_count, "show_real": p.show_real,
-                "agent": agent, **s.sampling, "last": report, "frames": 2 if p.show_real else 1}  # fmt: skip
+                "agent": s.agent.name if s.agent else None, **s.sampling, "last": report,
+                "frames": 2 if p.show_real else 1}  # fmt: skip
 
     def frames(self, sid: str) -> list[bytes]:
         p = self.players[sid]
@@ -206,10 +207,10 @@ class Server:
         elif isinstance(msg, Reset):
             s.restart(msg.level)
         else:
-            if msg.agent != "<unchanged>":
+            if "agent" in msg.model_fields_set:
                 if msg.agent is not None and msg.agent not in self.config.agents:
                     raise ValueError(f"unknown agent {msg.agent!r}: this server offers {sorted(self.config.agents)}")
-                s.agent = None if msg.agent is None else AgentPlayer(self.config.agents[msg.agent])
+                s.agent = None if msg.agent is None else AgentPlayer(self.config.agents[msg.agent], msg.agent)
             s.set_sampling(msg.maskgit_steps, msg.temperature)
             if msg.show_real is not None:
                 p.show_real = msg.show_real

@@ -67,7 +67,8 @@ def test_key_presses_step_the_dream_in_a_real_browser(server_url, browser, tmp_p
     browser.get(server_url)
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-status") == "ready")
-    wait.until(lambda d: d.find_element(By.ID, "dream").get_attribute("src").startswith("blob:"))
+    # the first frame may arrive after the page says ready: until then the <img> has no src at all
+    wait.until(lambda d: (d.find_element(By.ID, "dream").get_attribute("src") or "").startswith("blob:"))
     run = browser.find_element(By.ID, "run")
     run.click()  # off: one step per key press, so the count is exact
     assert not run.is_selected()

@@ -38,6 +38,11 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def png_bytes(image: np.ndarray, compression: int = 6) -> bytes:
+    """A uint8 (H, W, 3) image as PNG bytes (zlib `compression` 0..9: 1 is fast, for live frames)."""
+    return imageio.imwrite("<bytes>", image, format="PNG", compress_level=compression)
+
+
 def gif_bytes(frames: np.ndarray, fps: int = 15, scale: int = 4) -> bytes:
     """Frames uint8 (T, H, W, 3) as a looping GIF, upscaled `scale`x."""
     return imageio.mimwrite("<bytes>", list(upscale(np.asarray(frames), scale)), format="GIF",

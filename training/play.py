@@ -61,7 +61,7 @@ def play(args: PlayArgs) -> int:
     else:
         session = PlaySession(wm, args.distribution_mode, level=args.seed, seed=args.seed)
     pygame.display.init()  # the window and keyboard only: no audio device needed
-    digits = {getattr(pygame, f"K_{i + 1}"): i for i in range(min(9, getattr(session, "num_actions", 0)))}
+    digits = {getattr(pygame, f"K_{i + 1}"): i for i in range(min(9, session.num_actions))} if args.latent else {}
     side_by_side, shown = args.side_by_side, 0
     clock = pygame.time.Clock()
     names = {getattr(pygame, f"K_{k.upper()}"): k for k in ("left", "right", "up", "down")}

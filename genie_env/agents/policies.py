@@ -7,13 +7,13 @@ restore its random state, so an interrupted collection resumes exactly where it 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genie_env._compat import import_gym_quietly
+from genie_env._io import read_json
 from genie_env.data.collect import CollectConfig
 from genie_env.games import DEFAULT_GAME, NUM_ACTIONS, Policy
 
@@ -171,8 +171,8 @@ def agent_record(spec: str) -> dict[str, Any] | None:
     model = Path(spec.rsplit(":", 1)[-1])
     for record in (model.with_suffix(".json"), model.parent / "config.json"):
         if record.exists():
-            meta = json.loads(record.read_text())
-            if meta.get("kind") == "agent":
+            meta = read_json(record, "agent record", ValueError)
+            if isinstance(meta, dict) and meta.get("kind") == "agent":
                 return meta
     return None
 

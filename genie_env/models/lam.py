@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from genie_env.data.dataset import episode_bounds
 from genie_env.games import FRAME_SHAPE
 from genie_env.models.common import StepResult
 from genie_env.models.quantizer import VectorQuantizer
@@ -178,8 +179,6 @@ def label_transitions(model: LatentActionModel, frames: np.ndarray, episode_ids:
     int64 (N,), row t the action that moves frame t to frame t+1 (as a dataset's `actions` row t). Each
     episode is cut into clips of the model's length overlapping by one frame; an episode's last row, which
     has no next frame, gets 0. Raises ValueError if an episode is split across rows."""
-    from genie_env.data.dataset import episode_bounds
-
     model.eval()
     out = np.zeros(len(frames), np.int64)
     span = model.cfg.frames

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from genie_env.data.context import ContextSource
-from genie_env.envs.dream import GenieCoinRunEnv
+from genie_env.envs.dream import DreamBatch, GenieCoinRunEnv
 from genie_env.envs.real import ACTION_MEANINGS, ProcgenCoinRunEnv
 from genie_env.games import DistributionMode, check_action
 from genie_env.metrics import psnr_from_mse
@@ -196,8 +196,6 @@ class LatentPlaySession:
     step starts another."""
 
     def __init__(self, world_model: WorldModel, contexts: ContextSource, seed: int = 0) -> None:
-        from genie_env.envs.dream import DreamBatch
-
         self.num_actions = world_model.dynamics.cfg.num_actions
         self.dream = DreamBatch(world_model, contexts, 1)
         self.rng = np.random.default_rng(seed)

@@ -27,7 +27,6 @@ than `idle_seconds` frees its session.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import math
 import secrets
@@ -36,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -52,7 +50,7 @@ from genie_env.play.session import (
     PlaySession,
     action_from_keys,
 )
-from genie_env.viz import gif_bytes
+from genie_env.viz import gif_bytes, png_bytes
 from genie_env.world_model import WorldModel
 
 logger = logging.getLogger(__name__)
@@ -126,14 +124,6 @@ class Player:
     last_seen: float = field(default_factory=time.monotonic)
 
 
-def _png(frame: np.ndarray, compression: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="PNG", compress_level=compression)
-    return buf.getvalue()
-
-
 def _finite(x: float | None) -> float | str | None:
     return "inf" if x is not None and math.isinf(x) else x
 
@@ -191,8 +181,8 @@ class Server:
     def frames(self, sid: str) -> list[bytes]:
         p = self.players[sid]
         level = self.config.png_compression
-        out = [b"D" + _png(p.session.dream_frame, level)]
-        return out + ([b"R" + _png(p.session.real_frame, level)] if p.show_real else [])
+        out = [b"D" + png_bytes(p.session.dream_frame, level)]
+        return out + ([b"R" + png_bytes(p.session.real_frame, level)] if p.show_real else [])
 
     def handle(self, sid: str, msg: Step | Reset | Settings) -> None:
         """Apply one validated message (blocking: runs in a worker thread)."""

@@ -5,7 +5,9 @@ Importing the package registers the environments (the one place they are registe
 - `Procgen-v0`: any of the 16 real Procgen games (`game=NAME`); `gymnasium.make_vec(..., num_envs=N)`
   steps N levels in one call.
 - `ProcgenCoinRun-v0`: real CoinRun (`Procgen-v0` with `game="coinrun"`), single and batched alike.
-- `GenieCoinRun-v0`: the world model's dream of it, with the same spaces; `make_vec` batches N dreams.
+- `GenieProcgen-v0`: a world model's dream of a Procgen game (`game=NAME` loads the model shipped for it,
+  `world_model=DIR` one you trained), with the real game's spaces; `make_vec` batches N dreams.
+- `GenieCoinRun-v0`: the shipped dream of CoinRun (`GenieProcgen-v0` with `game="coinrun"`).
 
 Without the import, `gymnasium.make("genie_env:GenieCoinRun-v0")` imports the package first.
 """
@@ -38,6 +40,13 @@ gymnasium.register(
     id="ProcgenCoinRun-v0",
     entry_point="genie_env.envs.real:ProcgenCoinRunEnv",
     vector_entry_point="genie_env.envs.real:ProcgenCoinRunVectorEnv",
+    disable_env_checker=True,
+)
+
+gymnasium.register(
+    id="GenieProcgen-v0",
+    entry_point="genie_env.envs.dream:GenieProcgenEnv",
+    vector_entry_point="genie_env.envs.dream:GenieProcgenVectorEnv",
     disable_env_checker=True,
 )
 

@@ -32,6 +32,20 @@ PROCGEN_GAMES = (
     "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot",
 )  # fmt: skip
 DEFAULT_GAME = "coinrun"
+# the non-zero rewards each game gives in one step, as measured by `benchmarks/game_facts.py` (192k steps of
+# random play per game): the support of a dynamics model's reward head holds them, and any others its
+# training data holds, so a model trained on little data can still predict a reward it has not seen
+REWARD_VALUES: dict[str, tuple[float, ...]] = {
+    "bigfish": (1.0, 2.0), "bossfight": (1.0, 11.0), "caveflyer": (3.0, 10.0), "chaser": (0.04, 0.08),
+    "climber": (1.0, 11.0), "coinrun": (COIN_REWARD,), "dodgeball": (2.0, 4.0),
+    "fruitbot": (-8.0, -4.0, -3.0, 1.0, 2.0), "heist": (10.0,), "jumper": (10.0,), "leaper": (10.0,), "maze": (10.0,),
+    "miner": (1.0, 10.0), "ninja": (10.0,), "plunder": (1.0, 11.0), "starpilot": (1.0, 2.0),
+}  # fmt: skip
+# the games where every reward ends the episode (the goal is the only reward): a dream of one of them ends
+# when it predicts a reward, whatever its termination head says. Measured by `benchmarks/game_facts.py`
+# (in 192k random-policy steps per game, every reward of these six came on an episode's last step, and
+# every other game rewarded mid-episode).
+ENDS_ON_REWARD = frozenset({"coinrun", "heist", "jumper", "leaper", "maze", "ninja"})
 # CoinRun's movement classes: what each action does there (D A W S Q E do nothing, as NOOP and DOWN)
 MOVEMENT_CLASSES = ("left", "right", "jump", "jump left", "jump right", "none")
 ACTION_MOVEMENT = {
@@ -124,7 +138,7 @@ def check_action(action: Any) -> int:
         raise TypeError(f"action must be an integer, got {action!r} of dtype {arr.dtype}")
     value = int(arr)
     if not 0 <= value < NUM_ACTIONS:
-        raise ValueError(f"action {value} out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})")
+        raise ValueError(f"action {value} out of range: Procgen has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})")
     return value
 
 
@@ -146,7 +160,7 @@ def check_actions(actions: Any, num_envs: int) -> np.ndarray:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"action {int(arr[i])} (env {i}) out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
+            f"action {int(arr[i])} (env {i}) out of range: Procgen has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
         )
     return arr.astype(np.int32)
 

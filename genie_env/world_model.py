@@ -19,10 +19,11 @@ import torch
 
 from genie_env._compat import fast_bf16
 from genie_env._io import atomic_write_json
-from genie_env.checkpoint import CheckpointError, export_checkpoint, resolve_checkpoint
+from genie_env.checkpoint import CheckpointError, export_checkpoint, read_config, resolve_checkpoint
 from genie_env.data.context import ContextSource
 from genie_env.data.format import dataset_level_seeds
 from genie_env.data.manifest import read_manifest
+from genie_env.games import DEFAULT_GAME
 from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
 from genie_env.models.dynamics import DynamicsModel
 from genie_env.models.tokenizer import Tokenizer
@@ -43,7 +44,8 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     return precision
 
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "coinrun"
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_MODEL_DIR = ASSETS / DEFAULT_GAME
 # the PPO agent trained in the shipped model's dream (SB3's format: stable_baselines3.PPO.load)
 DEFAULT_AGENT = DEFAULT_MODEL_DIR / "agent.zip"
 
@@ -81,18 +83,32 @@ def _actions_tensor(actions, shape: tuple[int, ...], num_actions: int, what: str
         raise ValueError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
     if arr.numel() and (int(arr.min()) < 0 or int(arr.max()) >= num_actions):
         bad = int(arr.max()) if int(arr.max()) >= num_actions else int(arr.min())
-        raise ValueError(f"action {bad} out of range: CoinRun has {num_actions} actions (0..{num_actions - 1})")
+        raise ValueError(f"action {bad} out of range: the world model has {num_actions} actions (0..{num_actions - 1})")
     return arr.long()
 
 
+def shipped_model_dir(game: str) -> Path:
+    """The world model shipped for `game` (`genie_env/assets/<game>/`); CheckpointError naming the command that
+    trains one where none is shipped."""
+    root = ASSETS / game
+    if not (root / "dynamics" / "config.json").exists():
+        shipped = sorted(p.name for p in ASSETS.iterdir() if (p / "dynamics" / "config.json").exists())
+        raise CheckpointError(
+            f"no world model of {game} is shipped (shipped: {', '.join(shipped) or 'none'}): train one with "
+            f"`genie pipeline --game {game} --out runs/{game}` and pass its last round's world model "
+            f"(world_model='runs/{game}/world_model_r2' with the cpu preset's two rounds)"
+        )
+    return root
+
+
 class WorldModel:
-    """A tokenizer and a dynamics model that belong together (same token grid and vocabulary).
+    """A tokenizer and a dynamics model that belong together (same token grid and vocabulary), of `game`.
 
     `precision="bf16"` runs both under bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs).
     """
 
     def __init__(self, tokenizer: Tokenizer, dynamics: DynamicsModel, device: str | torch.device = "cpu",
-                 precision: str = "fp32") -> None:  # fmt: skip
+                 precision: str = "fp32", game: str = DEFAULT_GAME) -> None:  # fmt: skip
         t, d = tokenizer.cfg, dynamics.cfg
         if (t.grid, t.codebook_size) != (d.grid, d.codebook_size):
             raise CheckpointError(
@@ -104,6 +120,7 @@ class WorldModel:
         self.tokenizer = tokenizer.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).eval()
         self.precision = precision
+        self.game = game
 
     @property
     def num_actions(self) -> int:
@@ -142,7 +159,8 @@ class WorldModel:
         context frame; context_actions int (B, T-1), the actions between the context frames, when known
         (without them only the last context frame conditions the rollout). Sampling: `steps` MaskGIT
         refinement steps, `temperature` (0 = most likely tokens), `seed`. Rewards are the expected
-        reward (10 x the coin probability); terminations are the termination probability >= 0.5.
+        reward (the mean of the predicted reward distribution; for CoinRun 10 x the coin probability);
+        terminations are the termination probability >= 0.5.
         """
         context = _frames_tensor(context_frames, "context_frames")
         b, t = context.shape[:2]
@@ -178,7 +196,8 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
                      precision: str = "fp32") -> WorldModel:  # fmt: skip
     """Load a tokenizer + dynamics pair from `path` (a directory holding `tokenizer/` and `dynamics/`
     checkpoints or runs); None loads the model shipped with the package. `device` defaults to CUDA when
-    present. Raises CheckpointError for a missing, corrupt or mismatched pair."""
+    present. Its game is the one the dynamics model was trained on (CoinRun for models from before games
+    were recorded). Raises CheckpointError for a missing, corrupt or mismatched pair."""
     root = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if path is None and not (root / "dynamics" / "config.json").exists():
         raise CheckpointError(
@@ -191,7 +210,8 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
     tok_path, dyn_path = resolve_checkpoint(root / "tokenizer"), resolve_checkpoint(root / "dynamics")
     check_trained_on(dyn_path, tokenizer_identity(tok_path), str(tok_path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision)
+    game = read_config(dyn_path, kind="dynamics").get("game", DEFAULT_GAME)
+    return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision, game)
 
 
 def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path | Sequence[str | Path],

@@ -181,7 +181,8 @@ def test_a_dreamed_coin_ends_the_episode_in_every_events_mode(tiny_world_model, 
 
     def sure_coin_no_termination(*args, **kwargs):
         out = step(*args, **kwargs)
-        return out._replace(reward_prob=torch.ones_like(out.reward_prob),
+        sure = torch.tensor([[0.0, 1.0]]).expand_as(out.reward_probs)  # all mass on CoinRun's 10
+        return out._replace(reward_prob=torch.ones_like(out.reward_prob), reward_probs=sure,
                             termination_prob=torch.zeros_like(out.termination_prob))  # fmt: skip
 
     monkeypatch.setattr(dynamics, "step", sure_coin_no_termination)

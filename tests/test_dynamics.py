@@ -135,7 +135,7 @@ def test_bad_inputs_give_clear_errors():
         rollout_tokens(m, tokens[:, :7], actions[:, :6], actions[:, :2])
     with pytest.raises(ValueError, match="tokens out of range: the model has 16 codes"):
         rollout_tokens(m, tokens[:, :2] + 16, actions[:, :1], actions[:, :2])
-    with pytest.raises(ValueError, match="action out of range: CoinRun has 15 actions"):
+    with pytest.raises(ValueError, match="action out of range: the model has 15 actions"):
         rollout_tokens(m, tokens[:, :2], actions[:, :1], actions[:, :2] + 15)
     with pytest.raises(ValueError, match="unknown --model.action-mode .concat."):
         DynamicsConfig(action_mode="concat")

@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import genie_env  # noqa: F401  (registers the envs)
+from genie_env.checkpoint import CheckpointError
 from genie_env.envs.real import ProcgenCoinRunEnv, ProcgenEnv
 from genie_env.games import PROCGEN_GAMES
 
@@ -124,7 +125,8 @@ def test_real_ppo_and_evaluation_take_the_game(tmp_path):
     assert result["game"] == "starpilot" and result["episodes"] == 2
     with pytest.raises(ValueError, match="was trained for starpilot: evaluate it with --game starpilot, not coinrun"):
         evaluate(EvaluateArgs(str(agent), episodes=2, num_envs=2, progress=False))
-    with pytest.raises(ValueError, match="dreams of games other than coinrun are not available yet"):
-        AgentConfig(env="dream", game="maze")
+    with pytest.raises(CheckpointError, match="no world model of maze is shipped .*`genie pipeline --game maze"):
+        train_agent(AgentConfig(env="dream", game="maze", steps=64, num_envs=2, n_steps=32, batch_size=32),
+                    tmp_path / "maze_dream", progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
         AgentConfig(env="real", game="pong")

@@ -124,7 +124,7 @@ def test_standing_still_is_truncated_at_1000_steps():
 @pytest.mark.parametrize(
     "action, error, match",
     [
-        (15, ValueError, "action 15 out of range: CoinRun has 15 actions"),
+        (15, ValueError, "action 15 out of range: Procgen has 15 actions"),
         (-1, ValueError, "action -1 out of range"),
         (1.5, TypeError, "action must be an integer"),
         (np.array([1, 2]), ValueError, "single integer"),

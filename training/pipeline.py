@@ -25,7 +25,7 @@ from typing import Any
 
 import tyro
 
-from genie_env.games import DistributionMode
+from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
 from .common import StageRecord, cli_errors, setup_logging
@@ -43,8 +43,10 @@ class PipelineArgs:
     """directory every stage writes into (one subdirectory each) and DIR/pipeline.json"""
     seed: int = 0
     """seed of collection, training and evaluation"""
+    game: str = DEFAULT_GAME
+    """the Procgen game every stage learns and plays (one of the 16)"""
     distribution_mode: DistributionMode = "easy"
-    """CoinRun difficulty: easy or hard"""
+    """game difficulty: easy or hard"""
     eval_episodes: int | None = None
     """held-out real episodes per evaluated policy (default: the preset's)"""
     full_steps: bool = False
@@ -64,7 +66,10 @@ class Pipeline:
         self.args, self.preset = args, preset
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.stages = StageRecord(self.out / "pipeline.json", header or {"preset": args.preset})
+        check_game(args.game)
+        # the game is recorded where it is not CoinRun, so pipelines from before games were recorded still resume
+        header = header or {"preset": args.preset, **({"game": args.game} if args.game != DEFAULT_GAME else {})}
+        self.stages = StageRecord(self.out / "pipeline.json", header)
         self.record = self.stages.record
         self.stage = self.stages.stage
 
@@ -117,6 +122,7 @@ class Pipeline:
             out=str(data), frames=self.preset.frames if round == 1 else self.preset.round_frames,
             num_envs=self.preset.collect_envs, seed=self.args.seed + round - 1, policy=policy,
             distribution_mode=self.args.distribution_mode, resume=(data / "manifest.json").exists(),
+            game=self.args.game,
         )  # fmt: skip
         manifest = collect(cfg, collection_policy(cfg))
         return manifest.counts
@@ -181,7 +187,7 @@ class Pipeline:
         return AgentConfig(
             env=env, steps=steps, num_envs=p.agent_envs, n_steps=p.agent_n_steps, batch_size=p.agent_batch,
             features=p.agent_features,
-            seed=self.args.seed, distribution_mode=self.args.distribution_mode,
+            seed=self.args.seed, distribution_mode=self.args.distribution_mode, game=self.args.game,
             world_model=str(self.path("world_model", round)),
             context=tuple(str(self.path("data", k)) for k in range(1, round + 1)), device=p.device,
             checkpoint_every=max(steps // 10, p.agent_envs * p.agent_n_steps),
@@ -227,7 +233,7 @@ class Pipeline:
             gif = str(self.path("eval") / "ppo_dream_on_real.gif") if name == "ppo_dream" else None
             result = evaluate(EvaluateArgs(
                 str(agent), episodes=self.preset.eval_episodes, distribution_mode=self.args.distribution_mode,
-                seed=self.args.seed, exclude=exclude, name=name, gif=gif,
+                seed=self.args.seed, exclude=exclude, name=name, gif=gif, game=self.args.game,
             ))  # fmt: skip
             atomic_write_json(self.path("eval") / f"{name}.json", result)
             returns[name] = result["mean_return"]

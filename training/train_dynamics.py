@@ -12,13 +12,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import tyro
 
-from genie_env.data.dataset import token_manifests, token_windows
+from genie_env.data.dataset import reward_values, token_manifests, token_windows
 from genie_env.data.manifest import dataset_identities
-from genie_env.models import init_weights
+from genie_env.games import REWARD_VALUES
+from genie_env.models import init_config, init_weights
 from genie_env.models.common import seed_everything
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective
+from genie_env.models.rewards import reward_support
 from genie_env.presets import PresetName, dynamics_preset
 from genie_env.trainer import TrainConfig, Trainer
 
@@ -39,7 +42,8 @@ class TrainDynamicsArgs:
     preset: PresetName = "cpu"
     """starting configuration: tiny, cpu or gpu"""
     model: DynamicsConfig = field(default_factory=DynamicsConfig)
-    """dynamics architecture (codebook_size and grid are taken from the token dataset)"""
+    """dynamics architecture (codebook_size, grid, num_actions and reward_values are taken from the token
+    datasets: the reward head predicts a distribution over the rewards their train split holds)"""
     train: TrainConfig = field(default_factory=TrainConfig)
     """optimisation"""
     oversample_events: int = 8
@@ -82,6 +86,8 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         logger.info("token grid %dx%d and %d codes taken from %s", grid, grid, vocab, args.tokens[0])
     seed_everything(args.train.seed)
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
+    seen = reward_values(dataset)
+    model_cfg = dataclasses.replace(model_cfg, reward_values=reward_head_support(args, seen, manifest.game))
     model = DynamicsModel(model_cfg)
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
              "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
@@ -96,6 +102,22 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         model_config=model_cfg, resume=args.resume, extra_config=extra,
     )  # fmt: skip
     return trainer.fit()
+
+
+def reward_head_support(args: TrainDynamicsArgs, seen: np.ndarray, game: str) -> tuple[float, ...]:
+    """The reward head's support: the rewards the tokens hold and those the game is known to give
+    (`games.REWARD_VALUES`), or (fine-tuning) the --init-from model's, which the new rewards then train on
+    clipped to its range and split between its values."""
+    support = reward_support(np.union1d(seen, np.array(REWARD_VALUES.get(game, ()), np.float32)))
+    if args.init_from:
+        kept = init_config(args.init_from).reward_values
+        new = sorted(set(support) - set(kept))
+        if new:
+            logger.warning("--tokens hold rewards %s that --init-from %s does not predict: they train as the two-hot "
+                           "targets between its values %s", new, args.init_from, kept)  # fmt: skip
+        support = kept
+    logger.info("reward head over %d values: %s", len(support), ", ".join(f"{v:g}" for v in support))
+    return support
 
 
 def check_actions_match(args: TrainDynamicsArgs, actions: dict | None) -> None:

@@ -1,10 +1,11 @@
-"""RL agents for CoinRun, real or dreamed: SB3 on-policy algorithms on our batched vector envs.
+"""RL agents for a Procgen game (CoinRun by default), real or dreamed: SB3 on-policy algorithms on our
+batched vector envs.
 
     cfg = AgentConfig(env="dream", world_model="runs/world_model", steps=500_000)
     model_path = train_agent(cfg, "runs/agent_dream")     # RUN/agent.zip, loadable with stable_baselines3.PPO.load
 
 The agent only ever sees frames uint8 (N, 64, 64, 3) and acts in `Discrete(15)`, so one trained in
-`GenieCoinRun-v0` plays `ProcgenCoinRun-v0` unchanged. Hyperparameters default to the Procgen
+`GenieProcgen-v0` plays `Procgen-v0` of the same game unchanged. Hyperparameters default to the Procgen
 baselines' PPO (Cobbe et al. 2020: 64 envs, gamma 0.999, lambda 0.95, 3 epochs, lr 5e-4, entropy 0.01,
 clip 0.2) with a shorter rollout (128 steps instead of 256), since our budgets are 1-2% of theirs.
 """
@@ -28,7 +29,7 @@ from genie_env.agents.networks import Features, policy_kwargs
 from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
 from genie_env.data.context import ResetFrom
-from genie_env.envs.dream import Events, GenieCoinRunVectorEnv
+from genie_env.envs.dream import Events, GenieProcgenVectorEnv
 from genie_env.envs.real import ProcgenVectorEnv
 from genie_env.envs.sb3 import SB3VecEnv
 from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
@@ -54,7 +55,7 @@ class AgentConfig:
     """What an agent trains in and how (`genie train-agent`)."""
 
     env: TrainEnv = "dream"
-    """where the agent trains: dream (GenieCoinRun-v0) or real (ProcgenCoinRun-v0)"""
+    """where the agent trains: dream (GenieProcgen-v0, the world model's) or real (Procgen-v0)"""
     algo: Algo = "ppo"
     """any Stable-Baselines3 on-policy algorithm by name: ppo or a2c"""
     features: Features = "nature"
@@ -68,9 +69,9 @@ class AgentConfig:
     distribution_mode: DistributionMode = "easy"
     """difficulty of the real game (training with --env real, and evaluation)"""
     game: str = DEFAULT_GAME
-    """the Procgen game of --env real and of the evaluations during training (the dream is CoinRun's)"""
+    """the Procgen game: of --env real, of the dream (its world model must be of it) and of the evaluations"""
     world_model: str | None = None
-    """world-model directory for --env dream (default: the model shipped with the package)"""
+    """world-model directory for --env dream (default: the model shipped with the package for --game)"""
     context: tuple[str, ...] = ()
     """where dreams start: frame dataset directories (several for several collection rounds) or one contexts
     .npz (default: the model's contexts)"""
@@ -79,8 +80,9 @@ class AgentConfig:
     horizon: int = 20
     """dream episodes are truncated (value bootstrapped) after this many steps, as IRIS (20) and DIAMOND (15)"""
     events: Events = "expected"
-    """dream rewards and ends: expected (reward 10 x the coin probability, end at probability >= 0.5),
-    threshold (both at probability >= 0.5) or sample (Bernoulli draws)"""
+    """dream rewards and ends: expected (the mean of the predicted reward distribution, for CoinRun 10 x the
+    coin probability; end at probability >= 0.5), threshold (the likeliest reward and the end where their
+    probability is >= 0.5) or sample (draws)"""
     precision: Precision = "fp32"
     """dream inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without)"""
     device: str = "cpu"
@@ -125,9 +127,6 @@ class AgentConfig:
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
         algorithm_class(self.algo)
         check_game(self.game)
-        if self.env == "dream" and self.game != DEFAULT_GAME:
-            raise ValueError(f"--game {self.game}: dreams of games other than {DEFAULT_GAME} are not available yet "
-                             "(train --env real, or use --game coinrun)")  # fmt: skip
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
         if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
@@ -150,10 +149,10 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
     if cfg.env == "real":
         venv = ProcgenVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode, game=cfg.game)
     else:
-        venv = GenieCoinRunVectorEnv(
+        venv = GenieProcgenVectorEnv(
             cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
             context=_context_arg(cfg.context), reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
-            events=cfg.events,
+            events=cfg.events, game=cfg.game,
         )  # fmt: skip
     env = SB3VecEnv(venv)
     env.seed(cfg.seed)

@@ -40,7 +40,7 @@ class ContextSource:
             raise ValueError(f"context actions must have shape ({n}, {c - 1}), got {actions.shape}")
         if (bad := bad_action(actions)) is not None:
             raise ValueError(
-                f"context action {bad} out of range: CoinRun has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
+                f"context action {bad} out of range: Procgen has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
             )
         self.frames, self.actions = frames, actions.astype(np.int64)
 

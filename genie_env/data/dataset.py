@@ -64,7 +64,7 @@ class WindowDataset(Dataset):
                 check_values(self.shards[-1], self.manifest, f"{self.root} shard {info.name}")
         index = []
         for s, arrays in enumerate(self.shards):
-            events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) > 0) | np.asarray(arrays["terminations"])])
+            events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) != 0) | np.asarray(arrays["terminations"])])
             for a, b in zip(*episode_bounds(arrays["episode_ids"])):
                 starts = np.arange(a, b - window + 1, stride)
                 if oversample_events > 1:
@@ -130,6 +130,14 @@ def token_manifests(roots: tuple[str, ...]) -> list[Manifest]:
         if m.tokenizer["sha256"] != first.tokenizer["sha256"]:
             raise ValueError(f"--tokens: {root} and {roots[0]} were tokenized with different tokenizers")
     return manifests
+
+
+def reward_values(dataset: Dataset) -> np.ndarray:
+    """The distinct rewards float32 of every shard a `WindowDataset` (or a ConcatDataset of them) reads."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    return np.unique(np.concatenate(
+        [np.unique(np.asarray(arrays["rewards"])) for part in parts for arrays in part.shards] or [np.zeros(0)]
+    ).astype(np.float32))  # fmt: skip
 
 
 def token_windows(roots: tuple[str, ...], window: int, oversample_events: int) -> Dataset:

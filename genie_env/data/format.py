@@ -158,7 +158,7 @@ def check_values(arrays: dict[str, np.ndarray], manifest: Manifest, where: str) 
     as an IndexError inside a model; DatasetError naming `where`."""
     if (bad := bad_action(arrays["actions"])) is not None:
         raise DatasetError(
-            f"{where}: action {bad} out of range (CoinRun has {NUM_ACTIONS} actions, 0..{NUM_ACTIONS - 1})"
+            f"{where}: action {bad} out of range (Procgen has {NUM_ACTIONS} actions, 0..{NUM_ACTIONS - 1})"
         )
     if manifest.kind == "tokens" and len(arrays["tokens"]):
         top = int(np.asarray(arrays["tokens"]).max())

@@ -1,8 +1,9 @@
-"""The world model as an environment: `GenieCoinRun-v0`, single and natively batched.
+"""The world model as an environment: `GenieProcgen-v0` (the dream of any Procgen game, `game=NAME`) and
+`GenieCoinRun-v0` (CoinRun's shipped dream), single and natively batched.
 
 A dream starts from a real context (one or more real frames), then every `step(action)` runs one
 dynamics step with the KV cache, decodes the predicted frame and returns the predicted reward and
-termination. Spaces are those of `ProcgenCoinRun-v0`, so one policy runs in both unchanged.
+termination. Spaces are those of `Procgen-v0`, so one policy runs in both unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -23,28 +24,36 @@ from genie_env.data.context import ContextSource
 from genie_env.envs.real import vector_seeds
 from genie_env.games import (
     ACTION_MEANINGS,
-    COIN_REWARD,
+    ENDS_ON_REWARD,
     FRAME_SHAPE,
     NUM_ACTIONS,
     action_space,
     check_action,
     check_actions,
+    check_game,
     observation_space,
 )
-from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model
+from genie_env.models.rewards import REWARD_MODES, RewardMode, dream_rewards
+from genie_env.world_model import WorldModel, load_world_model, shipped_model_dir
 
-Events = Literal["threshold", "sample", "expected"]
-EVENT_MODES: tuple[str, ...] = get_args(Events)
+Events = RewardMode
+EVENT_MODES: tuple[str, ...] = REWARD_MODES
 
 
-def _resolve(world_model, device, precision: str, context, context_frames: int, reset_from: str):
-    """(WorldModel, ContextSource) from the env kwargs."""
+def _resolve(world_model, game: str | None, device, precision: str, context, context_frames: int, reset_from: str):
+    """(WorldModel, ContextSource) from the env kwargs: `world_model` (a directory, a WorldModel, or None for
+    the model shipped for `game`) must be of `game` when both are given."""
+    if game is not None:
+        check_game(game)
     if isinstance(world_model, WorldModel):
         wm = world_model
         model_dir = None
     else:
-        wm = load_world_model(world_model, device, precision)
-        model_dir = Path(world_model) if world_model is not None else DEFAULT_MODEL_DIR
+        model_dir = Path(world_model) if world_model is not None else shipped_model_dir(game or "coinrun")
+        wm = load_world_model(model_dir, device, precision)
+    if game is not None and wm.game != game:
+        raise ValueError(f"world model {model_dir or '(given)'} is of {wm.game}, not {game}: pass a world model "
+                         f"of {game}, or game={wm.game!r}")  # fmt: skip
     if isinstance(context, ContextSource):
         source = context
     elif context is None:
@@ -64,6 +73,7 @@ def _resolve(world_model, device, precision: str, context, context_frames: int, 
         raise ValueError(f"world model {model_dir or '(given)'} is conditioned on {wm.dynamics.cfg.num_actions} latent "
                          f"actions, not CoinRun's {NUM_ACTIONS}: GenieCoinRun-v0 plays world models trained on the "
                          "real actions (this one was trained with --actions latent)")  # fmt: skip
+    check_game(wm.game)
     if source.context_frames > wm.context_frames:
         raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
     return wm, source
@@ -100,6 +110,9 @@ class DreamBatch:
         self.frames = np.zeros((num, *FRAME_SHAPE), np.uint8)
         self.dream_step = np.zeros(num, np.int64)
         self.generators = [torch.Generator(device=wm.device) for _ in range(num)]
+        self.reward_values = dyn.reward_values.cpu().numpy().astype(np.float64)
+        # in a game whose only reward is its goal (CoinRun's coin), a predicted reward ends the dream
+        self.ends_on_reward = wm.game in ENDS_ON_REWARD
 
     def set_sampling(self, steps: int, temperature: float) -> None:
         """MaskGIT steps per frame and sampling temperature (0 = greedy) of every later step."""
@@ -126,7 +139,7 @@ class DreamBatch:
     @torch.no_grad()
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every dream: actions int (N,) -> frames uint8 (N, 64, 64, 3), rewards float32 (N,),
-        terminated bool (N,), and the coin and termination probabilities."""
+        terminated bool (N,), and the probabilities of a reward and of termination."""
         wm = self.wm
         act = torch.as_tensor(actions, dtype=torch.long, device=wm.device)
         gens = self.generators if self.temperature > 0 else None
@@ -135,40 +148,44 @@ class DreamBatch:
         self.prev = out.tokens
         grid = wm.tokenizer.cfg.grid
         self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid))[:, 0]
-        coin_p = out.reward_prob.float().cpu().numpy()
+        reward_p = out.reward_prob.float().cpu().numpy()
         term_p = out.termination_prob.float().cpu().numpy()
+        probs = out.reward_probs.float().cpu().numpy().astype(np.float64)
         if self.events == "sample":
             draws = np.array([torch.rand(2, generator=g).numpy() for g in self.generators])
-            coin, terminated = draws[:, 0] < coin_p, draws[:, 1] < term_p
+            rewards, terminated = dream_rewards(probs, self.reward_values, "sample", draws[:, 0]), draws[:, 1] < term_p
         else:
-            coin, terminated = coin_p >= 0.5, term_p >= 0.5
-        terminated = terminated | coin  # CoinRun ends when the coin is reached, whatever the termination head says
-        # "expected": the model's expected reward (what world-model agents such as DreamerV3 learn from),
-        # a signal wherever the coin is likely, not only where the model is sure of it
-        rewards = COIN_REWARD * (coin_p if self.events == "expected" else coin)
+            # "expected": the model's expected reward (what world-model agents such as DreamerV3 learn from),
+            # a signal wherever a reward is likely, not only where the model is sure of it
+            rewards, terminated = dream_rewards(probs, self.reward_values, self.events), term_p >= 0.5
+        if self.ends_on_reward:
+            rewarded = reward_p >= 0.5 if self.events == "expected" else rewards != 0
+            terminated = terminated | rewarded
         self.dream_step += 1
-        info = {"termination_prob": term_p, "reward_prob": coin_p, "dream_step": self.dream_step.copy()}
+        info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy()}
         return self.frames.copy(), rewards.astype(np.float32), terminated, info
 
 
-class GenieCoinRunEnv(gym.Env):
-    """CoinRun dreamed by the world model, one episode at a time.
+class GenieProcgenEnv(gym.Env):
+    """A Procgen game dreamed by a world model of it, one episode at a time.
 
     ## Action space
-    `Discrete(15)`, as in `ProcgenCoinRun-v0`: procgen's button combos, names in `ACTION_MEANINGS`.
+    `Discrete(15)`, as in `Procgen-v0`: procgen's button combos, names in `ACTION_MEANINGS`.
 
     ## Observation space
     `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB: the decoded dreamed frame.
 
     ## Rewards
-    From the model's coin head, per `events`: `"threshold"` gives 10 when the coin probability is at
-    least 0.5, `"sample"` 10 on a Bernoulli draw of it, `"expected"` 10 x the probability (the expected
-    reward, a signal wherever the coin is likely).
+    From the model's reward distribution (over the reward values of its training data), per `events`:
+    `"threshold"` gives the likeliest non-zero reward where a reward has probability >= 0.5, else 0;
+    `"sample"` draws one; `"expected"` gives its mean (a signal wherever a reward is likely). For CoinRun:
+    10 where the coin has probability >= 0.5, 10 on a Bernoulli draw of it, 10 x that probability.
 
     ## Episode end
     Terminated when the model predicts termination (probability >= 0.5, or a Bernoulli draw with
-    `events="sample"`) or the coin, as CoinRun ends on the coin; truncated after `max_episode_steps`
-    (1000 as in CoinRun; dream-RL uses 15-20 steps from real contexts, so the value is bootstrapped).
+    `events="sample"`) or, in a game whose only reward ends it (`games.ENDS_ON_REWARD`: CoinRun's coin,
+    Maze's cheese, ...), a reward; truncated after `max_episode_steps` (1000 as in Procgen; dream-RL uses
+    15-20 steps from real contexts, so the value is bootstrapped).
 
     ## Seeding
     `reset(seed=s)` draws a real context (from the model's shipped contexts, a dataset directory or a
@@ -176,10 +193,12 @@ class GenieCoinRunEnv(gym.Env):
     same dream.
 
     ## Info
-    `termination_prob`, `reward_prob` (the coin probability), `dream_step`.
+    `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`.
 
     ## Kwargs
-    `world_model` (a directory, a `WorldModel`, or None for the shipped model), `device`, `precision`
+    `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
+    `world_model` (a directory, a `WorldModel`, or None for the model shipped for `game` in
+    `genie_env/assets/<game>/`; a world model of another game is refused), `device`, `precision`
     (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
     `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`.
     """
@@ -189,13 +208,13 @@ class GenieCoinRunEnv(gym.Env):
     def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
-                 render_mode: str | None = None) -> None:  # fmt: skip
+                 render_mode: str | None = None, *, game: str | None = None) -> None:  # fmt: skip
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        wm, source = _resolve(world_model, device, precision, context, context_frames, reset_from)
-        self.world_model = wm
+        wm, source = _resolve(world_model, game, device, precision, context, context_frames, reset_from)
+        self.world_model, self.game = wm, wm.game
         self.dream = DreamBatch(wm, source, 1, events=events, **(sampling or {}))
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
@@ -240,7 +259,7 @@ class GenieCoinRunEnv(gym.Env):
             from genie_env.envs.viewer import show_frame
 
             self._window = show_frame(
-                self._window, self.dream.frames[0], "GenieCoinRun-v0", self.metadata["render_fps"]
+                self._window, self.dream.frames[0], f"Genie dream of {self.game}", self.metadata["render_fps"]
             )
         return None
 
@@ -250,10 +269,10 @@ class GenieCoinRunEnv(gym.Env):
             self._window = None
 
 
-class GenieCoinRunVectorEnv(VectorEnv):
-    """N dreams stepped in one batched model call (`gymnasium.make_vec("GenieCoinRun-v0", num_envs=N)`).
+class GenieProcgenVectorEnv(VectorEnv):
+    """N dreams stepped in one batched model call (`gymnasium.make_vec("GenieProcgen-v0", num_envs=N, game=NAME)`).
 
-    Per env as `GenieCoinRunEnv`; finished dreams restart from a new context within the same step
+    Per env as `GenieProcgenEnv`; finished dreams restart from a new context within the same step
     (`AutoresetMode.SAME_STEP`, last frame in `info["final_obs"]`). Seeded with s, env i dreams exactly
     what a single env seeded with s + i dreams for the same actions.
     """
@@ -263,15 +282,16 @@ class GenieCoinRunVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
                  precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
-                 events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
+                 events: str = "threshold", render_mode: str | None = None, *,
+                 game: str | None = None) -> None:  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
-        wm, source = _resolve(world_model, device, precision, context, context_frames, reset_from)
-        self.world_model = wm
+        wm, source = _resolve(world_model, game, device, precision, context, context_frames, reset_from)
+        self.world_model, self.game = wm, wm.game
         self.dream = DreamBatch(wm, source, num_envs, events=events, **(sampling or {}))
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
         self.single_observation_space = observation_space()
@@ -304,3 +324,27 @@ class GenieCoinRunVectorEnv(VectorEnv):
 
     def render(self):
         return tuple(self.dream.frames.copy()) if self.render_mode == "rgb_array" else None
+
+
+class GenieCoinRunEnv(GenieProcgenEnv):
+    """CoinRun dreamed by the world model (`GenieCoinRun-v0`): `GenieProcgenEnv` with the game fixed to
+    CoinRun, loading the shipped CoinRun model by default (see `GenieProcgenEnv` for spaces, rewards and kwargs)."""
+
+    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
+                 sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
+                 reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(world_model, device, precision, sampling, context, context_frames, reset_from,
+                         max_episode_steps, events, render_mode, game="coinrun")  # fmt: skip
+
+
+class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
+    """N CoinRun dreams in one batched call (`gymnasium.make_vec("GenieCoinRun-v0", num_envs=N)`):
+    `GenieProcgenVectorEnv` with the game fixed to CoinRun."""
+
+    def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
+                 precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
+                 context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
+                 events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(num_envs, world_model, device, precision, sampling, context, context_frames, reset_from,
+                         max_episode_steps, events, render_mode, game="coinrun")  # fmt: skip

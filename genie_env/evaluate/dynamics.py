@@ -60,8 +60,9 @@ def _episodes(tokens_root: str | Path, split: str) -> list[dict[str, np.ndarray]
 @torch.no_grad()
 def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
                         progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Coin and termination probabilities for every transition of every episode of `split`, generated
-    as in a dream (real frames in, next frame masked, KV cache); returns (coin_p, term_p, labels (N, 2))."""
+    """Reward (any non-zero reward: CoinRun's coin) and termination probabilities for every transition of
+    every episode of `split`, generated as in a dream (real frames in, next frame masked, KV cache);
+    returns (reward_p, term_p, labels (N, 2))."""
     episodes = _episodes(tokens_root, split)
     coin, term, labels = [], [], []
     for i in tqdm(range(0, len(episodes), batch), desc="events", unit="batch", disable=not progress):
@@ -78,7 +79,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
             n = len(e["actions"])
             coin.append(probs[j, :n, 0])
             term.append(probs[j, :n, 1])
-            labels.append(np.stack([e["rewards"] > 0, e["terminations"]], 1))
+            labels.append(np.stack([e["rewards"] != 0, e["terminations"]], 1))
     return np.concatenate(coin), np.concatenate(term), np.concatenate(labels)
 
 
@@ -100,7 +101,7 @@ def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, l
             continue
         for t in (n - 1, int(rng.integers(span - 1, n - 1))):
             window = slice(t - span + 1, t + 1)
-            labels = (e["rewards"][t] > 0, bool(e["terminations"][t]))
+            labels = (e["rewards"][t] != 0, bool(e["terminations"][t]))
             windows.append((e["tokens"][window].reshape(span, -1), e["actions"][window], labels))
     if not windows:
         raise ValueError(
@@ -184,6 +185,8 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
         "tokenizer_psnr": psnr["tokenizer"],
         "delta_t_psnr": {t: round(psnr["dream"][t] - psnr["random_actions"][t], 3) for t in (4, 8) if t <= horizon},
         "beats_copy_baseline": {h: psnr["dream"][h] > psnr["copy"][h] for h in horizons},
+        # "reward": P(a non-zero reward) against whether one came (for CoinRun: the coin)
+        "reward_values": list(model.cfg.reward_values),
         "reward": _classification(coin_p, labels[:, 0]),
         "termination": _classification(term_p, labels[:, 1]),
         "dreamed_events": {},

@@ -69,13 +69,20 @@ def check_trained_on(dynamics: str | Path, tokenizer: set[str], tokenizer_name: 
         )
 
 
+def init_config(path: str | Path) -> DynamicsConfig:
+    """The config of the dynamics checkpoint (or run) `path` that a fine-tune starts from (`--init-from`)."""
+    ckpt = resolve_checkpoint(path)
+    return config_from_dict(DynamicsConfig, read_config(ckpt, kind="dynamics")["config"], str(ckpt))
+
+
 def init_weights(model: DynamicsModel, path: str | Path, tokenizer: dict, load: bool = True) -> str:
     """Load the weights of the dynamics checkpoint (or run) `path` into `model` to fine-tune it
     (`--init-from`); its config must equal the model's and it must have been trained on tokens of
     `tokenizer` (a token manifest's record). Returns the checkpoint used; CheckpointError otherwise."""
     ckpt = resolve_checkpoint(path)
     meta = read_config(ckpt, kind="dynamics")
-    diff = config_diff(meta["config"], config_to_dict(model.cfg))
+    saved = config_to_dict(config_from_dict(DynamicsConfig, meta["config"], str(ckpt)))  # JSON lists as tuples
+    diff = config_diff(saved, config_to_dict(model.cfg))
     if diff:
         raise CheckpointError(f"--init-from {path}: its architecture differs from --model's in {', '.join(diff)}")
     check_trained_on(ckpt, {tokenizer["sha256"]}, "--tokens", required=True, dynamics_name=f"--init-from {path}")
@@ -85,6 +92,6 @@ def init_weights(model: DynamicsModel, path: str | Path, tokenizer: dict, load: 
 
 
 __all__ = [
-    "DynamicsConfig", "DynamicsModel", "Tokenizer", "TokenizerConfig", "check_trained_on", "init_weights",
-    "load_dynamics", "load_tokenizer", "tokenizer_identity",
+    "DynamicsConfig", "DynamicsModel", "Tokenizer", "TokenizerConfig", "check_trained_on", "init_config",
+    "init_weights", "load_dynamics", "load_tokenizer", "tokenizer_identity",
 ]  # fmt: skip

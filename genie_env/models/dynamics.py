@@ -1,6 +1,11 @@
 """The dynamics model: MaskGIT over each frame's tokens, conditioned on past frames and actions,
 with heads for the reward and the termination of each transition.
 
+Events. The reward head predicts a distribution over `reward_values` (see `genie_env.models.rewards`:
+the training data's distinct rewards, or symlog bins), the termination head a probability. Both are
+trained with their rare classes weighted (`reward_pos_weight`, `termination_pos_weight`) and the
+weights' logs taken out of the logits again, so the probabilities they give are calibrated.
+
 Slots. A window of frames z_0..z_{W-1} with actions a_0..a_{W-1} becomes W slots; slot s holds
 the known frame z_s (one embedding per position, never masked), the next frame z_{s+1} (partly
 masked) and the action a_s (a token prepended to the frame, or added to every position). Slot s
@@ -34,6 +39,7 @@ from torch import nn
 
 from genie_env.games import COIN_REWARD, NUM_ACTIONS
 from genie_env.models.common import StepResult
+from genie_env.models.rewards import check_support, two_hot
 from genie_env.models.st_transformer import KVCache, STConfig, STTransformer
 
 ActionMode = Literal["token", "add"]
@@ -68,8 +74,11 @@ class DynamicsConfig:
     """lowest mask ratio drawn per training sample"""
     mask_max: float = 1.0
     """highest mask ratio drawn per training sample"""
+    reward_values: tuple[float, ...] = (0.0, COIN_REWARD)
+    """the support of the reward distribution, increasing and holding 0 (CoinRun's by default;
+    `genie train-dynamics` takes them from the token datasets' rewards)"""
     reward_pos_weight: float = 10.0
-    """weight of positive (coin) transitions in the reward loss (rare class)"""
+    """weight of rewarded (non-zero) transitions in the reward loss (rare classes)"""
     termination_pos_weight: float = 10.0
     """weight of terminal transitions in the termination loss (rare class)"""
     event_weight: float = 1.0
@@ -86,6 +95,7 @@ class DynamicsConfig:
             )
         if self.context_frames < 2:
             raise ValueError(f"--model.context-frames must be >= 2, got {self.context_frames}")
+        check_support(tuple(self.reward_values))
 
     @property
     def tokens(self) -> int:
@@ -100,21 +110,24 @@ class DynamicsConfig:
 class DynamicsOutput(NamedTuple):
     """logits (B, T, S, K) over each slot's frame tokens, in the computing dtype (bf16 under autocast:
     greedy decoding takes their argmax as they are, losses and sampling cast them to float32); events
-    float32 (B, T, 2): reward and termination logits (adjusted for the class weights, so sigmoid gives
-    calibrated probabilities)."""
+    float32 (B, T, R): the logits of the R-1 non-zero reward values (against the zero class's 0) and the
+    termination logit, last; adjusted for the class weights, so `DynamicsModel.event_probabilities`
+    gives calibrated probabilities."""
 
     logits: torch.Tensor
     events: torch.Tensor
 
 
 class StepOutput(NamedTuple):
-    """One generated frame: tokens int64 (B, S), reward float (B,) (expected reward), probabilities
-    float (B,) of a coin and of termination."""
+    """One generated frame: tokens int64 (B, S), reward float (B,) (the expected reward), probabilities
+    float (B,) of a non-zero reward (for CoinRun, of the coin) and of termination, and reward_probs float
+    (B, R), the distribution over the model's `reward_values`."""
 
     tokens: torch.Tensor
     reward: torch.Tensor
     reward_prob: torch.Tensor
     termination_prob: torch.Tensor
+    reward_probs: torch.Tensor
 
 
 def sample_mask(batch: int, slots: int, tokens: int, low: float, high: float, device=None) -> torch.Tensor:
@@ -140,11 +153,15 @@ class DynamicsModel(nn.Module):
             max_frames=cfg.context_frames, temporal_pos="rope", window=cfg.context_frames, attention=cfg.attention,
         ))  # fmt: skip
         self.head = nn.Linear(cfg.dim, cfg.codebook_size)
-        self.event_head = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, 2))
+        values = torch.tensor(cfg.reward_values, dtype=torch.float32)
+        self.zero_index = int((values == 0).nonzero())
+        rewarded = len(values) - 1  # one logit per non-zero reward value, then the termination logit
+        self.event_head = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, rewarded + 1))
+        self.register_buffer("reward_values", values, persistent=False)
         # log class weights, removed from the event logits so probabilities stay calibrated
-        self.register_buffer(
-            "event_bias", torch.tensor([math.log(cfg.reward_pos_weight), math.log(cfg.termination_pos_weight)])
-        )
+        self.register_buffer("event_bias", torch.tensor(
+            [math.log(cfg.reward_pos_weight)] * rewarded + [math.log(cfg.termination_pos_weight)]
+        ))  # fmt: skip
 
     def check_inputs(self, tokens: torch.Tensor, actions: torch.Tensor) -> None:
         """Raise a clear error for tokens or actions out of range."""
@@ -152,7 +169,7 @@ class DynamicsModel(nn.Module):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= k):
             raise ValueError(f"tokens out of range: the model has {k} codes (0..{k - 1})")
         if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= a):
-            raise ValueError(f"action out of range: CoinRun has {a} actions (0..{a - 1})")
+            raise ValueError(f"action out of range: the model has {a} actions (0..{a - 1})")
 
     def forward(self, prev: torch.Tensor, current: torch.Tensor, actions: torch.Tensor,
                 cache: KVCache | None = None, commit: bool = True) -> DynamicsOutput:  # fmt: skip
@@ -170,6 +187,22 @@ class DynamicsModel(nn.Module):
             pooled, frame = h.mean(2), h
         events = self.event_head(pooled).float() - self.event_bias
         return DynamicsOutput(self.head(frame), events)
+
+    def reward_logits(self, events: torch.Tensor) -> torch.Tensor:
+        """Logits float (..., R) over every reward value, in support order (the zero class's is 0)."""
+        rewarded = events[..., :-1]
+        zero = torch.zeros_like(events[..., :1])
+        return torch.cat([rewarded[..., : self.zero_index], zero, rewarded[..., self.zero_index :]], -1)
+
+    def event_probabilities(self, events: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities from `DynamicsOutput.events` (..., R): the reward distribution
+        (..., R) over `reward_values` and the termination probability (...)."""
+        return torch.softmax(self.reward_logits(events), -1), torch.sigmoid(events[..., -1])
+
+    def rewarded_probability(self, reward_probs: torch.Tensor) -> torch.Tensor:
+        """P(reward != 0) (...) from a reward distribution (..., R): summed over the non-zero values rather
+        than 1 - P(0), which rounds small probabilities to 0."""
+        return (reward_probs * (self.reward_values != 0)).sum(-1)
 
     # ------------------------------------------------------------------------- training
     def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminations: torch.Tensor,
@@ -192,18 +225,20 @@ class DynamicsModel(nn.Module):
         ce = F.cross_entropy(logits, target[:, :-1][scored])
         accuracy = (logits.argmax(-1) == target[:, :-1][scored]).float().mean()
         copy_accuracy = (prev[:, :-1][scored] == target[:, :-1][scored]).float().mean()
-        raw = out.events + self.event_bias  # training logits: the class weights act through pos_weight
-        coin = (rewards > 0).float()
-        reward_loss = F.binary_cross_entropy_with_logits(raw[..., 0], coin, pos_weight=self.event_bias[0].exp())
+        raw = out.events + self.event_bias  # training logits: the class weights act through the loss weights
+        weights = torch.where(self.reward_values == 0, 1.0, cfg.reward_pos_weight)  # per reward value
+        target = two_hot(rewards, self.reward_values)
+        log_p = F.log_softmax(self.reward_logits(raw), -1)
+        reward_loss = -(target * weights * log_p).sum(-1).mean()
         term_loss = F.binary_cross_entropy_with_logits(
-            raw[..., 1], terminations.float(), pos_weight=self.event_bias[1].exp()
+            raw[..., -1], terminations.float(), pos_weight=self.event_bias[-1].exp()
         )
         total = ce + cfg.event_weight * (reward_loss + term_loss)
         return total, {
             "mask_ce": ce.detach(),
             "mask_accuracy": accuracy.detach(),
             "copy_accuracy": copy_accuracy.detach(),
-            "reward_bce": reward_loss.detach(),
+            "reward_ce": reward_loss.detach(),
             "termination_bce": term_loss.detach(),
         }
 
@@ -243,9 +278,12 @@ class DynamicsModel(nn.Module):
     def observe(self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Feed a known transition into the cache: prev int64 (B, S), the frame the action int64 (B,) was
         taken on. The next slot is the one `step` then generates (or a later `observe` fills). Returns the
-        transition's coin and termination probabilities float32 (B, 2), as a dream would predict them."""
+        transition's probabilities float32 (B, 2) of a non-zero reward and of termination, as a dream would
+        predict them."""
         current = torch.full_like(prev, self.cfg.mask_id)
-        return torch.sigmoid(self(prev[:, None], current[:, None], action[:, None], cache=cache).events[:, 0])
+        events = self(prev[:, None], current[:, None], action[:, None], cache=cache).events[:, 0]
+        reward, term = self.event_probabilities(events)
+        return torch.stack([self.rewarded_probability(reward), term], 1)
 
     @torch.no_grad()
     def prime(self, cache: KVCache, context: torch.Tensor, context_actions: torch.Tensor) -> None:
@@ -320,8 +358,9 @@ class DynamicsModel(nn.Module):
             remask = torch.zeros_like(still)
             remask.scatter_(1, order[:, :keep_masked], True)
             current = torch.where(still & ~remask, sampled, current)
-        p = torch.sigmoid(out.events[:, 0])
-        return StepOutput(current, COIN_REWARD * p[:, 0], p[:, 0], p[:, 1])
+        reward, term = self.event_probabilities(out.events[:, 0])
+        expected = reward @ self.reward_values
+        return StepOutput(current, expected, self.rewarded_probability(reward), term, reward)
 
 
 class DynamicsObjective(nn.Module):

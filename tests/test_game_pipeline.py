@@ -1,0 +1,80 @@
+"""Another game through every stage: `genie pipeline --game fruitbot --preset tiny` (fruitbot rewards +1
+and penalises -4, many times an episode), its world model as `GenieProcgen-v0`, and the refusals that keep
+games apart."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium
+import numpy as np
+import pytest
+
+import genie_env  # noqa: F401  (registers the envs)
+from genie_env.checkpoint import CheckpointError, read_config, resolve_checkpoint
+from genie_env.data.dataset import WindowDataset, reward_values
+from genie_env.envs.dream import GenieProcgenEnv, GenieProcgenVectorEnv
+from genie_env.games import REWARD_VALUES
+from genie_env.models.rewards import reward_support
+
+
+@pytest.fixture(scope="module")
+def fruitbot(tmp_path_factory):
+    """The tiny pipeline's directory for fruitbot (both rounds, agents, evaluation and compare)."""
+    from genie_env.cli import pipeline
+
+    out = tmp_path_factory.mktemp("fruitbot")
+    pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(out), "--eval-episodes", "4"])
+    return out
+
+
+def test_every_stage_records_fruitbot_and_the_reward_head_holds_its_rewards(fruitbot):
+    record = json.loads((fruitbot / "pipeline.json").read_text())
+    assert record["game"] == "fruitbot" and "compare" in record["stages"]
+    levels = json.loads((fruitbot / "world_model_r2" / "levels.json").read_text())
+    assert levels["game"] == "fruitbot"
+    meta = read_config(resolve_checkpoint(fruitbot / "world_model_r2" / "dynamics"), kind="dynamics")
+    assert meta["game"] == "fruitbot"
+    seen = reward_values(WindowDataset(fruitbot / "tokens", "train", window=4))
+    assert {-4.0, 1.0} <= set(seen.tolist())  # a fruit and a penalty, at least, in 1500 random frames
+    # the rewards seen and those fruitbot is known to give (a model trained on little data may not see all)
+    known = np.array(REWARD_VALUES["fruitbot"], np.float32)
+    assert tuple(meta["config"]["reward_values"]) == reward_support(np.union1d(seen, known))
+    for name in ("ppo_dream", "ppo_real_same_frames", "random"):
+        result = json.loads((fruitbot / "eval" / f"{name}.json").read_text())
+        assert result["game"] == "fruitbot" and result["episodes"] == 4
+
+
+def test_the_fruitbot_dream_has_the_real_spaces_and_rewards_from_its_support(fruitbot):
+    model = str(fruitbot / "world_model_r2")
+    env = gymnasium.make("GenieProcgen-v0", world_model=model, events="threshold")
+    real = gymnasium.make("Procgen-v0", game="fruitbot")
+    assert isinstance(env.unwrapped, GenieProcgenEnv) and env.unwrapped.game == "fruitbot"
+    assert env.observation_space == real.observation_space and env.action_space == real.action_space
+    support = env.unwrapped.dream.reward_values
+    assert not env.unwrapped.dream.ends_on_reward  # fruitbot rewards mid-episode
+    env.reset(seed=0)
+    for t in range(20):
+        _, reward, terminated, truncated, info = env.step(t % 15)
+        assert reward in support and 0.0 <= info["reward_prob"] <= 1.0
+        if terminated or truncated:
+            env.reset()
+    venv = gymnasium.make_vec("GenieProcgen-v0", num_envs=3, world_model=model, game="fruitbot", events="expected")
+    assert isinstance(venv.unwrapped, GenieProcgenVectorEnv)
+    venv.reset(seed=0)
+    _, rewards, *_ = venv.step(np.array([1, 4, 7]))
+    assert rewards.shape == (3,) and ((support.min() <= rewards) & (rewards <= support.max())).all()
+
+
+def test_world_models_of_another_game_are_refused_and_unshipped_games_name_the_command(fruitbot):
+    model = str(fruitbot / "world_model_r2")
+    with pytest.raises(ValueError, match=r"is of fruitbot, not coinrun"):
+        gymnasium.make("GenieCoinRun-v0", world_model=model)
+    with pytest.raises(ValueError, match=r"is of fruitbot, not maze: .* or game='fruitbot'"):
+        gymnasium.make("GenieProcgen-v0", world_model=model, game="maze")
+    with pytest.raises(CheckpointError, match=r"no world model of bigfish is shipped \(shipped: coinrun\): .*"
+                                              r"genie pipeline --game bigfish"):  # fmt: skip
+        gymnasium.make("GenieProcgen-v0", game="bigfish")
+    with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
+        gymnasium.make("GenieProcgen-v0", game="pong")
+    assert gymnasium.make("GenieProcgen-v0").unwrapped.game == "coinrun"  # no game, no model: the shipped CoinRun

@@ -8,6 +8,8 @@ Importing the package registers the environments (the one place they are registe
 - `GenieProcgen-v0`: a world model's dream of a Procgen game (`game=NAME` loads the model shipped for it,
   `world_model=DIR` one you trained), with the real game's spaces; `make_vec` batches N dreams.
 - `GenieCoinRun-v0`: the shipped dream of CoinRun (`GenieProcgen-v0` with `game="coinrun"`).
+- `GenieEnv-v0`: any world model's dream (`world_model=DIR`): of your own game (`genie collect --env-id`),
+  of a Procgen game, or of latent actions, with `Discrete(N)` for its N actions.
 
 Without the import, `gymnasium.make("genie_env:GenieCoinRun-v0")` imports the package first.
 """
@@ -47,6 +49,13 @@ gymnasium.register(
     id="GenieProcgen-v0",
     entry_point="genie_env.envs.dream:GenieProcgenEnv",
     vector_entry_point="genie_env.envs.dream:GenieProcgenVectorEnv",
+    disable_env_checker=True,
+)
+
+gymnasium.register(
+    id="GenieEnv-v0",
+    entry_point="genie_env.envs.dream:GenieEnv",
+    vector_entry_point="genie_env.envs.dream:GenieVectorEnv",
     disable_env_checker=True,
 )
 

@@ -130,39 +130,44 @@ def initial_state(rand_seed: int, levels: LevelConfig) -> bytes:
         env.close()
 
 
-def check_action(action: Any) -> int:
-    """Validate one CoinRun action and return it as int; raises TypeError/ValueError naming the problem."""
+def _has_actions(num_actions: int) -> str:
+    """ "Procgen has 15 actions (0..14)", or the same for another game's number of actions."""
+    who = "Procgen has" if num_actions == NUM_ACTIONS else "the game has"
+    return f"{who} {num_actions} actions (0..{num_actions - 1})"
+
+
+def check_action(action: Any, num_actions: int = NUM_ACTIONS) -> int:
+    """Validate one action (of Procgen's 15, or `num_actions`) and return it as int; raises TypeError/ValueError
+    naming the problem."""
     arr = np.asarray(action)
     if arr.shape != ():
         raise ValueError(f"action must be a single integer, got an array of shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"action must be an integer, got {action!r} of dtype {arr.dtype}")
     value = int(arr)
-    if not 0 <= value < NUM_ACTIONS:
-        raise ValueError(f"action {value} out of range: Procgen has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})")
+    if not 0 <= value < num_actions:
+        raise ValueError(f"action {value} out of range: {_has_actions(num_actions)}")
     return value
 
 
-def bad_action(actions: np.ndarray) -> int | None:
-    """The first action of an integer array that is not one of CoinRun's (0..14), or None if all are."""
+def bad_action(actions: np.ndarray, num_actions: int = NUM_ACTIONS) -> int | None:
+    """The first action of an integer array outside 0..num_actions-1 (Procgen's 0..14), or None if all are in."""
     actions = np.asarray(actions)
-    bad = (actions < 0) | (actions >= NUM_ACTIONS)
+    bad = (actions < 0) | (actions >= num_actions)
     return int(actions.reshape(-1)[np.argmax(bad.reshape(-1))]) if bad.any() else None
 
 
-def check_actions(actions: Any, num_envs: int) -> np.ndarray:
-    """Validate a batch of actions: integer array of shape (num_envs,) in 0..14; returns int32."""
+def check_actions(actions: Any, num_envs: int, num_actions: int = NUM_ACTIONS) -> np.ndarray:
+    """Validate a batch of actions: integer array of shape (num_envs,) in 0..num_actions-1; returns int32."""
     arr = np.asarray(actions)
     if arr.shape != (num_envs,):
         raise ValueError(f"actions must have shape ({num_envs},) for {num_envs} envs, got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"actions must be integers, got dtype {arr.dtype}")
-    bad = (arr < 0) | (arr >= NUM_ACTIONS)
+    bad = (arr < 0) | (arr >= num_actions)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(
-            f"action {int(arr[i])} (env {i}) out of range: Procgen has {NUM_ACTIONS} actions (0..{NUM_ACTIONS - 1})"
-        )
+        raise ValueError(f"action {int(arr[i])} (env {i}) out of range: {_has_actions(num_actions)}")
     return arr.astype(np.int32)
 
 
@@ -171,9 +176,9 @@ def observation_space() -> spaces.Box:
     return spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
 
 
-def action_space() -> spaces.Discrete:
-    """One action: procgen's 15 button combos (`ACTION_MEANINGS`)."""
-    return spaces.Discrete(NUM_ACTIONS)
+def action_space(num_actions: int = NUM_ACTIONS) -> spaces.Discrete:
+    """One action: procgen's 15 button combos (`ACTION_MEANINGS`), or another game's `num_actions`."""
+    return spaces.Discrete(num_actions)
 
 
 class Policy(Protocol):

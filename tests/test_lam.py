@@ -214,16 +214,24 @@ def test_eval_dynamics_drives_a_latent_dynamics_with_the_lam_s_actions(tiny_data
     assert set(result["delta_t_psnr"]) == {4} and set(result["psnr"]) >= {1, 4}
 
 
-def test_the_coinrun_dream_refuses_a_world_model_of_latent_actions(tiny_dataset, tiny_tokenizer_run, latent_dynamics,
-                                                                   tmp_path):  # fmt: skip
+def test_procgen_dreams_refuse_a_world_model_of_latent_actions_and_genie_env_plays_it(
+    tiny_dataset, tiny_tokenizer_run, latent_dynamics, tmp_path
+):
     import gymnasium
 
     from genie_env.world_model import load_world_model, package_world_model
 
     model_dir = package_world_model(tiny_tokenizer_run, latent_dynamics, tiny_dataset, tmp_path / "wm", num_contexts=4)
     assert load_world_model(model_dir).dynamics.cfg.num_actions == 4  # it loads as a world model
-    with pytest.raises(ValueError, match="conditioned on 4 latent actions, not CoinRun's 15"):
+    with pytest.raises(ValueError, match="conditioned on 4 latent actions, not Procgen's 15: .*GenieEnv-v0 plays it"):
         gymnasium.make("GenieCoinRun-v0", world_model=str(model_dir))
+    env = gymnasium.make("GenieEnv-v0", world_model=str(model_dir))
+    assert env.action_space == gymnasium.spaces.Discrete(4) and env.unwrapped.action_meanings[3] == "action 3"
+    env.reset(seed=0)
+    frame, *_ = env.step(3)
+    assert frame.shape == (64, 64, 3)
+    with pytest.raises(ValueError, match=r"action 4 out of range: the game has 4 actions \(0..3\)"):
+        env.step(4)
 
 
 def test_play_latent_steps_one_latent_action_at_a_time(tiny_dataset, tiny_tokenizer_run, latent_dynamics, tmp_path):

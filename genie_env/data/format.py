@@ -24,7 +24,7 @@ import numpy as np
 
 from genie_env._io import atomic_dir, file_sha256, is_temp_name, recover_dir
 from genie_env.data.manifest import MANIFEST, DatasetError, Manifest, ShardInfo, read_manifest
-from genie_env.games import NUM_ACTIONS, bad_action
+from genie_env.games import bad_action
 
 # Per-kind array schema: name -> (dtype, shape of one row). Every array of a shard has the same length.
 STEP_ARRAYS = {
@@ -156,10 +156,9 @@ def verify_shard_files(root: Path, info: ShardInfo) -> None:
 def check_values(arrays: dict[str, np.ndarray], manifest: Manifest, where: str) -> None:
     """Check that a shard's actions (and tokens) are in range, so a bad value is named here rather than met
     as an IndexError inside a model; DatasetError naming `where`."""
-    if (bad := bad_action(arrays["actions"])) is not None:
-        raise DatasetError(
-            f"{where}: action {bad} out of range (Procgen has {NUM_ACTIONS} actions, 0..{NUM_ACTIONS - 1})"
-        )
+    n = manifest.num_actions
+    if (bad := bad_action(arrays["actions"], n)) is not None:
+        raise DatasetError(f"{where}: action {bad} out of range ({manifest.game} has {n} actions, 0..{n - 1})")
     if manifest.kind == "tokens" and len(arrays["tokens"]):
         top = int(np.asarray(arrays["tokens"]).max())
         if top >= manifest.codebook_size:

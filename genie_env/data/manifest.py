@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from genie_env._io import GenieError, atomic_write_json, file_sha256, read_json
-from genie_env.games import DEFAULT_GAME
+from genie_env.games import DEFAULT_GAME, NUM_ACTIONS
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -93,8 +93,22 @@ class Manifest:
 
     @property
     def game(self) -> str:
-        """The Procgen game of a frame dataset (datasets from before games were recorded are CoinRun's)."""
-        return self.env.get("game") or self.env.get("env_name") or DEFAULT_GAME
+        """The game of a dataset: a Procgen game's name, or the env id of a user's game (datasets from before
+        games were recorded are CoinRun's)."""
+        return self.env.get("game") or self.env.get("env_name") or self.env.get("env_id") or DEFAULT_GAME
+
+    @property
+    def num_actions(self) -> int:
+        """How many actions the transitions hold: the LAM's latent actions, a user game's (recorded at
+        collection), or Procgen's 15."""
+        if self.actions:
+            return int(self.actions["num_actions"])
+        return int(self.env.get("num_actions", NUM_ACTIONS))
+
+    @property
+    def user_game(self) -> bool:
+        """Collected from a Gymnasium env of the user's (`genie collect --env-id`), not from Procgen."""
+        return "env_id" in self.env
 
     @property
     def counts(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ from genie_env.games import (
     ENDS_ON_REWARD,
     FRAME_SHAPE,
     NUM_ACTIONS,
+    PROCGEN_GAMES,
     action_space,
     check_action,
     check_actions,
@@ -40,15 +41,20 @@ Events = RewardMode
 EVENT_MODES: tuple[str, ...] = REWARD_MODES
 
 
-def _resolve(world_model, game: str | None, device, precision: str, context, context_frames: int, reset_from: str):
-    """(WorldModel, ContextSource) from the env kwargs: `world_model` (a directory, a WorldModel, or None for
-    the model shipped for `game`) must be of `game` when both are given."""
-    if game is not None:
+def _resolve(world_model, game: str | None, procgen: bool, device, precision: str, context, context_frames: int,
+             reset_from: str):  # fmt: skip
+    """(WorldModel, ContextSource) from the env kwargs: `world_model` (a directory, a WorldModel, or for a
+    Procgen dream None: the model shipped for `game`) must be of `game` when both are given. A Procgen
+    dream (`procgen`) also needs a world model of a Procgen game and its 15 real actions."""
+    if game is not None and procgen:
         check_game(game)
     if isinstance(world_model, WorldModel):
         wm = world_model
         model_dir = None
     else:
+        if world_model is None and not procgen:
+            raise ValueError("GenieEnv-v0 needs world_model=DIR (a world model directory, e.g. a pipeline's "
+                             "world_model_r2) or a WorldModel")  # fmt: skip
         model_dir = Path(world_model) if world_model is not None else shipped_model_dir(game or "coinrun")
         wm = load_world_model(model_dir, device, precision)
     if game is not None and wm.game != game:
@@ -69,14 +75,24 @@ def _resolve(world_model, game: str | None, device, precision: str, context, con
         source = ContextSource.from_file(context)
     else:
         source = ContextSource.from_dataset(context, context_frames, reset_from)
-    if wm.dynamics.cfg.num_actions != NUM_ACTIONS:
-        raise ValueError(f"world model {model_dir or '(given)'} is conditioned on {wm.dynamics.cfg.num_actions} latent "
-                         f"actions, not CoinRun's {NUM_ACTIONS}: GenieCoinRun-v0 plays world models trained on the "
-                         "real actions (this one was trained with --actions latent)")  # fmt: skip
-    check_game(wm.game)
+    if procgen and wm.game not in PROCGEN_GAMES:
+        raise ValueError(f"world model {model_dir or '(given)'} is of {wm.game}, not of a Procgen game: play it "
+                         "with GenieEnv-v0")  # fmt: skip
+    if procgen and wm.num_actions != NUM_ACTIONS:
+        raise ValueError(f"world model {model_dir or '(given)'} is conditioned on {wm.num_actions} latent actions, "
+                         f"not Procgen's {NUM_ACTIONS}: GenieProcgen-v0 and GenieCoinRun-v0 play world models "
+                         "trained on the real actions (this one was trained with --actions latent; GenieEnv-v0 "
+                         "plays it)")  # fmt: skip
     if source.context_frames > wm.context_frames:
         raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
     return wm, source
+
+
+def action_meanings(wm: WorldModel) -> tuple[str, ...]:
+    """Names of a dream's actions: Procgen's button combos, or numbers for another game's or latent actions."""
+    if wm.game in PROCGEN_GAMES and wm.num_actions == NUM_ACTIONS:
+        return ACTION_MEANINGS
+    return tuple(f"action {i}" for i in range(wm.num_actions))
 
 
 def _warn_if_too_big(need: int, num: int) -> None:
@@ -166,8 +182,11 @@ class DreamBatch:
         return self.frames.copy(), rewards.astype(np.float32), terminated, info
 
 
-class GenieProcgenEnv(gym.Env):
-    """A Procgen game dreamed by a world model of it, one episode at a time.
+class GenieEnv(gym.Env):
+    """Any world model's dream, one episode at a time (`GenieEnv-v0`, `world_model=DIR`): of a user's game
+    (`genie collect --env-id`), of a Procgen game, or of latent actions. `GenieProcgenEnv` is its Procgen
+    form; spaces, rewards and kwargs are the same, with `Discrete(N)` for the model's N actions and no
+    shipped default model.
 
     ## Action space
     `Discrete(15)`, as in `Procgen-v0`: procgen's button combos, names in `ACTION_MEANINGS`.
@@ -204,6 +223,7 @@ class GenieProcgenEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
+    procgen = False  # GenieProcgenEnv: a Procgen game's world model, its 15 actions, a shipped default
 
     def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
@@ -213,14 +233,14 @@ class GenieProcgenEnv(gym.Env):
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        wm, source = _resolve(world_model, game, device, precision, context, context_frames, reset_from)
+        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
         self.dream = DreamBatch(wm, source, 1, events=events, **(sampling or {}))
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.observation_space = observation_space()
-        self.action_space = action_space()
-        self.action_meanings = ACTION_MEANINGS
+        self.action_space = action_space(wm.num_actions)
+        self.action_meanings = action_meanings(wm)
         self._started = False
         self._window = None
 
@@ -243,7 +263,7 @@ class GenieProcgenEnv(gym.Env):
     def step(self, action):
         if not self._started:
             raise RuntimeError("step() called before reset() or after the episode ended: call reset() first")
-        frames, rewards, terminated, info = self.dream.step(np.array([check_action(action)]))
+        frames, rewards, terminated, info = self.dream.step(np.array([check_action(action, self.action_space.n)]))
         truncated = bool(info["dream_step"][0] >= self.max_episode_steps) and not terminated[0]
         if terminated[0] or truncated:
             self._started = False
@@ -269,15 +289,17 @@ class GenieProcgenEnv(gym.Env):
             self._window = None
 
 
-class GenieProcgenVectorEnv(VectorEnv):
-    """N dreams stepped in one batched model call (`gymnasium.make_vec("GenieProcgen-v0", num_envs=N, game=NAME)`).
+class GenieVectorEnv(VectorEnv):
+    """N dreams of any world model stepped in one batched model call (`gymnasium.make_vec("GenieEnv-v0",
+    num_envs=N, world_model=DIR)`); `GenieProcgenVectorEnv` is its Procgen form.
 
-    Per env as `GenieProcgenEnv`; finished dreams restart from a new context within the same step
+    Per env as `GenieEnv`; finished dreams restart from a new context within the same step
     (`AutoresetMode.SAME_STEP`, last frame in `info["final_obs"]`). Seeded with s, env i dreams exactly
     what a single env seeded with s + i dreams for the same actions.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
+    procgen = False
 
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
                  precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
@@ -290,15 +312,15 @@ class GenieProcgenVectorEnv(VectorEnv):
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
-        wm, source = _resolve(world_model, game, device, precision, context, context_frames, reset_from)
+        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
         self.dream = DreamBatch(wm, source, num_envs, events=events, **(sampling or {}))
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
         self.single_observation_space = observation_space()
-        self.single_action_space = action_space()
+        self.single_action_space = action_space(wm.num_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.action_meanings = ACTION_MEANINGS
+        self.action_meanings = action_meanings(wm)
         self._rngs: list[np.random.Generator] | None = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -310,7 +332,9 @@ class GenieProcgenVectorEnv(VectorEnv):
     def step(self, actions):
         if self._rngs is None:
             raise RuntimeError("step() called before reset(): call reset() first")
-        frames, rewards, terminated, info = self.dream.step(check_actions(actions, self.num_envs))
+        frames, rewards, terminated, info = self.dream.step(
+            check_actions(actions, self.num_envs, self.single_action_space.n)
+        )
         truncated = (info["dream_step"] >= self.max_episode_steps) & ~terminated
         done = terminated | truncated
         if done.any():
@@ -324,6 +348,20 @@ class GenieProcgenVectorEnv(VectorEnv):
 
     def render(self):
         return tuple(self.dream.frames.copy()) if self.render_mode == "rgb_array" else None
+
+
+class GenieProcgenEnv(GenieEnv):
+    """A Procgen game dreamed by a world model of it (`GenieProcgen-v0`): `GenieEnv` that needs a world
+    model of a Procgen game and its 15 real actions, and by default loads the one shipped for `game`."""
+
+    procgen = True
+
+
+class GenieProcgenVectorEnv(GenieVectorEnv):
+    """N dreams of a Procgen game in one batched call (`gymnasium.make_vec("GenieProcgen-v0", num_envs=N,
+    game=NAME)`): `GenieVectorEnv` with the checks and default of `GenieProcgenEnv`."""
+
+    procgen = True
 
 
 class GenieCoinRunEnv(GenieProcgenEnv):

@@ -94,6 +94,22 @@ def check_game(game: Any) -> str:
     return game
 
 
+def is_user_game(game: str) -> bool:
+    """Whether `game` names a Gymnasium env of the user's (an id such as `MyGame-v0`, `module:MyGame-v0` or
+    `gym:OldGame-v1`, as `genie collect --env-id` records it) rather than a Procgen game."""
+    return game not in PROCGEN_GAMES and any(mark in game for mark in ("-v", ":", "/"))
+
+
+def check_any_game(game: Any) -> str:
+    """`game` if it is a Procgen game or a user's env id (`is_user_game`); ValueError otherwise."""
+    if isinstance(game, str) and is_user_game(game):
+        return game
+    if game not in PROCGEN_GAMES:
+        raise ValueError(f"unknown game {game!r}: use one of the Procgen games ({', '.join(PROCGEN_GAMES)}) or the "
+                         "Gymnasium env id of your own game (e.g. MyGame-v0, or my_module:MyGame-v0)")  # fmt: skip
+    return game
+
+
 def _procgen_env_class():
     """procgen's gym3 env class (procgen imports gym 0.26, whose notice is swallowed)."""
     import_gym_quietly()

@@ -230,7 +230,7 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     if len(set(games.values())) > 1:
         raise ValueError("the frame datasets are of different games: "
                          + ", ".join(f"{d} is {g}" for d, g in games.items()))  # fmt: skip
-    modes = {m.env["distribution_mode"] for m in manifests}
+    modes = {m.env.get("distribution_mode") for m in manifests}  # None: a user's game (no difficulty)
     if len(modes) > 1:
         raise ValueError(f"the frame datasets mix distribution modes {sorted(modes)}")
     dtype = torch.float16 if fp16 else None

@@ -13,7 +13,7 @@ CLI = Path(__file__).resolve().parents[1] / "training"  # installed as genie_env
 
 # bottom to top; a module's floor is that of its longest listed prefix
 FLOORS = [
-    ("ground", ["_compat", "_io", "games", "metrics", "viz", "checkpoint"]),
+    ("ground", ["_compat", "_io", "games", "user_game", "metrics", "viz", "checkpoint"]),
     ("data", ["data"]),
     ("models", ["models", "trainer"]),
     ("world model", ["world_model", "evaluate"]),

@@ -128,5 +128,7 @@ def test_real_ppo_and_evaluation_take_the_game(tmp_path):
     with pytest.raises(CheckpointError, match="no world model of maze is shipped .*`genie pipeline --game maze"):
         train_agent(AgentConfig(env="dream", game="maze", steps=64, num_envs=2, n_steps=32, batch_size=32),
                     tmp_path / "maze_dream", progress=False)  # fmt: skip
-    with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
+    with pytest.raises(
+        ValueError, match="unknown game 'pong': use one of the Procgen games .* or the Gymnasium env id"
+    ):
         AgentConfig(env="real", game="pong")

@@ -25,7 +25,8 @@ from genie_env.agents.evaluate import (
     held_out_levels,
 )
 from genie_env.agents.policies import agent_budget, agent_game, default_name, make_policy, policy_spec
-from genie_env.games import DEFAULT_GAME, DistributionMode
+from genie_env.games import DEFAULT_GAME, NUM_ACTIONS, DistributionMode, is_user_game
+from genie_env.user_game import parse_env_kwargs, user_game_record
 
 from .common import cli_errors, print_json, setup_logging
 
@@ -47,7 +48,10 @@ class EvaluateArgs:
     distribution_mode: DistributionMode = "easy"
     """difficulty: easy or hard"""
     game: str = DEFAULT_GAME
-    """the Procgen game to play (one of the 16)"""
+    """the game to play: a Procgen game (one of the 16), or the Gymnasium env id of your own (its levels are
+    reset seeds)"""
+    env_kwargs: str = "{}"
+    """with --game the env id of your own game: its gymnasium.make kwargs, as a JSON object"""
     num_envs: int = 64
     """levels stepped together"""
     seed: int = 0
@@ -77,9 +81,12 @@ def run(args: EvaluateArgs) -> dict:
     else:
         logger.warning("no --exclude given: not checking that the evaluation levels were unseen in training")
     num_envs = max(1, min(args.num_envs, args.episodes))  # more envs than episodes would play uncounted
-    policy = make_policy(spec, num_envs, args.seed)
+    num_actions = user_game_record(args.game, parse_env_kwargs(args.env_kwargs))["num_actions"] if (
+        is_user_game(args.game)) else NUM_ACTIONS  # fmt: skip
+    policy = make_policy(spec, num_envs, args.seed, num_actions=num_actions)
     result = evaluate_policy(policy, args.episodes, args.start_level, args.num_levels, args.distribution_mode,
-                             num_envs, args.seed, args.gif, args.progress, game=args.game)  # fmt: skip
+                             num_envs, args.seed, args.gif, args.progress, game=args.game,
+                             env_kwargs=args.env_kwargs)  # fmt: skip
     head = {"name": args.name or default_name(spec), "agent": spec, **agent_budget(spec)}
     if args.exclude:
         head |= {"excluded": list(args.exclude), "excluded_levels": len(seen)}

@@ -45,6 +45,10 @@ class PipelineArgs:
     """seed of collection, training and evaluation"""
     game: str = DEFAULT_GAME
     """the Procgen game every stage learns and plays (one of the 16)"""
+    env_id: str | None = None
+    """learn a Gymnasium env of your own instead (see `genie collect --env-id`): RGB frames, Discrete actions"""
+    env_kwargs: str = "{}"
+    """with --env-id: its gymnasium.make kwargs, as a JSON object"""
     distribution_mode: DistributionMode = "easy"
     """game difficulty: easy or hard"""
     eval_episodes: int | None = None
@@ -67,8 +71,11 @@ class Pipeline:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         check_game(args.game)
+        if args.env_id is not None and args.game != DEFAULT_GAME:
+            raise ValueError(f"--env-id {args.env_id} and --game {args.game}: learn one or the other")
+        self.game = args.env_id or args.game
         # the game is recorded where it is not CoinRun, so pipelines from before games were recorded still resume
-        header = header or {"preset": args.preset, **({"game": args.game} if args.game != DEFAULT_GAME else {})}
+        header = header or {"preset": args.preset, **({"game": self.game} if self.game != DEFAULT_GAME else {})}
         self.stages = StageRecord(self.out / "pipeline.json", header)
         self.record = self.stages.record
         self.stage = self.stages.stage
@@ -122,7 +129,7 @@ class Pipeline:
             out=str(data), frames=self.preset.frames if round == 1 else self.preset.round_frames,
             num_envs=self.preset.collect_envs, seed=self.args.seed + round - 1, policy=policy,
             distribution_mode=self.args.distribution_mode, resume=(data / "manifest.json").exists(),
-            game=self.args.game,
+            game=self.args.game, env_id=self.args.env_id, env_kwargs=self.args.env_kwargs,
         )  # fmt: skip
         manifest = collect(cfg, collection_policy(cfg))
         return manifest.counts
@@ -187,7 +194,8 @@ class Pipeline:
         return AgentConfig(
             env=env, steps=steps, num_envs=p.agent_envs, n_steps=p.agent_n_steps, batch_size=p.agent_batch,
             features=p.agent_features,
-            seed=self.args.seed, distribution_mode=self.args.distribution_mode, game=self.args.game,
+            seed=self.args.seed, distribution_mode=self.args.distribution_mode, game=self.game,
+            env_kwargs=self.args.env_kwargs,
             world_model=str(self.path("world_model", round)),
             context=tuple(str(self.path("data", k)) for k in range(1, round + 1)), device=p.device,
             checkpoint_every=max(steps // 10, p.agent_envs * p.agent_n_steps),
@@ -233,7 +241,8 @@ class Pipeline:
             gif = str(self.path("eval") / "ppo_dream_on_real.gif") if name == "ppo_dream" else None
             result = evaluate(EvaluateArgs(
                 str(agent), episodes=self.preset.eval_episodes, distribution_mode=self.args.distribution_mode,
-                seed=self.args.seed, exclude=exclude, name=name, gif=gif, game=self.args.game,
+                seed=self.args.seed, exclude=exclude, name=name, gif=gif, game=self.game,
+                env_kwargs=self.args.env_kwargs,
             ))  # fmt: skip
             atomic_write_json(self.path("eval") / f"{name}.json", result)
             returns[name] = result["mean_return"]

@@ -80,7 +80,7 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     manifest = token_manifests(args.tokens)[0]
     check_actions_match(args, manifest.actions)
     grid, vocab = manifest.token_grid[0], manifest.codebook_size
-    num_actions = manifest.actions["num_actions"] if manifest.actions else args.model.num_actions
+    num_actions = manifest.num_actions  # Procgen's 15, a user's game's, or a LAM's latent actions
     model_cfg = dataclasses.replace(args.model, grid=grid, codebook_size=vocab, num_actions=num_actions)
     if (args.model.grid, args.model.codebook_size) != (grid, vocab):
         logger.info("token grid %dx%d and %d codes taken from %s", grid, grid, vocab, args.tokens[0])

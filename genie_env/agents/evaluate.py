@@ -11,6 +11,7 @@ ones (quick deaths and quick wins finish first).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from tqdm import tqdm
 from genie_env._io import read_json
 from genie_env.data.format import dataset_level_seeds
 from genie_env.data.manifest import MANIFEST
-from genie_env.envs.real import ProcgenVectorEnv
-from genie_env.games import DEFAULT_GAME, Policy
+from genie_env.envs.user import real_vector_env
+from genie_env.games import DEFAULT_GAME, LevelConfig, Policy
 from genie_env.metrics import bootstrap_ci
 from genie_env.viz import save_gif
 
@@ -123,8 +124,10 @@ def evaluate_policy(
     gif_path: str | Path | None = None,
     progress: bool = True,
     game: str = DEFAULT_GAME,
+    env_kwargs: str = "{}",
 ) -> dict[str, Any]:
-    """Play `episodes` real episodes of `game` (CoinRun by default) with `policy` on `num_envs` envs and summarise them.
+    """Play `episodes` real episodes of `game` (CoinRun by default; or a user's env id, with `env_kwargs`, where
+    levels are reset seeds) with `policy` on `num_envs` envs and summarise them.
 
     `policy.act(frames uint8 (num_envs, 64, 64, 3), first bool (num_envs,))` must return
     `num_envs` actions. Returns a JSON-serialisable dict: episodes, mean_return, return_ci,
@@ -137,7 +140,7 @@ def evaluate_policy(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     start = time.perf_counter()
-    env = ProcgenVectorEnv(num_envs, distribution_mode, start_level, num_levels, game=game)
+    env = real_vector_env(game, num_envs, LevelConfig(distribution_mode, start_level, num_levels), env_kwargs)
     quotas = episode_quotas(episodes, num_envs)
     done_count = np.zeros(num_envs, np.int64)
     ep_return = np.zeros(num_envs, np.float64)
@@ -181,6 +184,7 @@ def evaluate_policy(
         "num_levels": num_levels,
         "distribution_mode": distribution_mode,
         "game": game,
+        **({"env_kwargs": json.loads(env_kwargs)} if env_kwargs != "{}" else {}),
         "num_envs": num_envs,
         "seed": seed,
         "wall_s": round(time.perf_counter() - start, 3),

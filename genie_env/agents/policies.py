@@ -54,14 +54,14 @@ def load_agent(path: str | Path, algo: str = "ppo", env: VecEnv | None = None, d
 
 
 class RandomPolicy:
-    """Uniform over the 15 actions at every step."""
+    """Uniform over the game's actions (Procgen's 15) at every step."""
 
-    def __init__(self, num_envs: int, seed: int = 0) -> None:
-        self.num_envs = num_envs
+    def __init__(self, num_envs: int, seed: int = 0, num_actions: int = NUM_ACTIONS) -> None:
+        self.num_envs, self.num_actions = num_envs, num_actions
         self.rng = np.random.default_rng(seed)
 
     def act(self, frames: np.ndarray, first: np.ndarray) -> np.ndarray:
-        return self.rng.integers(0, NUM_ACTIONS, self.num_envs)
+        return self.rng.integers(0, self.num_actions, self.num_envs)
 
     def get_state(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}
@@ -77,15 +77,15 @@ class StickyPolicy(RandomPolicy):
     data covers more of each level. A new episode always starts with a fresh draw.
     """
 
-    def __init__(self, num_envs: int, seed: int = 0, repeat_prob: float = 0.75) -> None:
+    def __init__(self, num_envs: int, seed: int = 0, repeat_prob: float = 0.75, num_actions: int = NUM_ACTIONS) -> None:
         if not 0.0 <= repeat_prob < 1.0:
             raise ValueError(f"sticky repeat probability must be in [0, 1), got {repeat_prob}")
-        super().__init__(num_envs, seed)
+        super().__init__(num_envs, seed, num_actions)
         self.repeat_prob = repeat_prob
         self.prev = np.zeros(num_envs, np.int64)
 
     def act(self, frames: np.ndarray, first: np.ndarray) -> np.ndarray:
-        fresh = self.rng.integers(0, NUM_ACTIONS, self.num_envs)
+        fresh = self.rng.integers(0, self.num_actions, self.num_envs)
         keep = (self.rng.random(self.num_envs) < self.repeat_prob) & ~first
         self.prev = np.where(keep, self.prev, fresh)
         return self.prev.copy()
@@ -129,12 +129,14 @@ class SB3Policy:
         self.generator_state = self.torch.tensor(state["torch_rng"], dtype=self.torch.uint8)
 
 
-def make_policy(spec: str, num_envs: int, seed: int = 0, sticky_prob: float = 0.75) -> Policy:
-    """Build a policy from its CLI spec: "random", "sticky", "sb3:PATH" or "sb3:ALGO:PATH"."""
+def make_policy(spec: str, num_envs: int, seed: int = 0, sticky_prob: float = 0.75,
+                num_actions: int = NUM_ACTIONS) -> Policy:  # fmt: skip
+    """Build a policy from its CLI spec: "random", "sticky", "sb3:PATH" or "sb3:ALGO:PATH" (random and sticky
+    draw from `num_actions`, Procgen's 15 by default)."""
     if spec == "random":
-        return RandomPolicy(num_envs, seed)
+        return RandomPolicy(num_envs, seed, num_actions)
     if spec == "sticky":
-        return StickyPolicy(num_envs, seed, sticky_prob)
+        return StickyPolicy(num_envs, seed, sticky_prob, num_actions)
     if spec.startswith("sb3:"):
         rest = spec[4:]
         algo, _, path = rest.partition(":")
@@ -145,8 +147,10 @@ def make_policy(spec: str, num_envs: int, seed: int = 0, sticky_prob: float = 0.
 
 
 def collection_policy(cfg: CollectConfig) -> Policy:
-    """The behaviour policy a collection's `--policy` names, seeded as its config says."""
-    return make_policy(cfg.policy, cfg.num_envs, cfg.seed, cfg.sticky_prob)
+    """The behaviour policy a collection's `--policy` names, seeded as its config says, over the actions of
+    its game."""
+    num_actions = cfg.env_record().get("num_actions", NUM_ACTIONS)
+    return make_policy(cfg.policy, cfg.num_envs, cfg.seed, cfg.sticky_prob, num_actions)
 
 
 def policy_spec(agent: str) -> str:

@@ -29,10 +29,11 @@ from genie_env.agents.networks import Features, policy_kwargs
 from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
 from genie_env.data.context import ResetFrom
-from genie_env.envs.dream import Events, GenieProcgenVectorEnv
-from genie_env.envs.real import ProcgenVectorEnv
+from genie_env.envs.dream import Events, GenieProcgenVectorEnv, GenieVectorEnv
 from genie_env.envs.sb3 import SB3VecEnv
-from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
+from genie_env.envs.user import real_vector_env
+from genie_env.games import DEFAULT_GAME, DistributionMode, LevelConfig, check_any_game, is_user_game
+from genie_env.user_game import parse_env_kwargs
 from genie_env.world_model import DEFAULT_MODEL_DIR, Precision
 
 import_gym_quietly()
@@ -69,7 +70,10 @@ class AgentConfig:
     distribution_mode: DistributionMode = "easy"
     """difficulty of the real game (training with --env real, and evaluation)"""
     game: str = DEFAULT_GAME
-    """the Procgen game: of --env real, of the dream (its world model must be of it) and of the evaluations"""
+    """the game: of --env real, of the dream (its world model must be of it) and of the evaluations; a Procgen
+    game, or the Gymnasium env id of your own (as `genie collect --env-id` recorded it)"""
+    env_kwargs: str = "{}"
+    """with --game the env id of your own game: its gymnasium.make kwargs, as a JSON object"""
     world_model: str | None = None
     """world-model directory for --env dream (default: the model shipped with the package for --game)"""
     context: tuple[str, ...] = ()
@@ -126,7 +130,11 @@ class AgentConfig:
             if value not in get_args(kind):
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
         algorithm_class(self.algo)
-        check_game(self.game)
+        check_any_game(self.game)
+        if is_user_game(self.game):
+            parse_env_kwargs(self.env_kwargs)
+        elif self.env_kwargs != "{}":
+            raise ValueError(f"--env-kwargs are for a game of your own: {self.game} is a Procgen game")
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
         if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
@@ -147,9 +155,10 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
     """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), with
     SB3's `VecMonitor` keeping the episode statistics."""
     if cfg.env == "real":
-        venv = ProcgenVectorEnv(cfg.num_envs, distribution_mode=cfg.distribution_mode, game=cfg.game)
+        venv = real_vector_env(cfg.game, cfg.num_envs, LevelConfig(cfg.distribution_mode), cfg.env_kwargs)
     else:
-        venv = GenieProcgenVectorEnv(
+        dream = GenieVectorEnv if is_user_game(cfg.game) else GenieProcgenVectorEnv
+        venv = dream(
             cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
             context=_context_arg(cfg.context), reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
             events=cfg.events, game=cfg.game,
@@ -166,10 +175,8 @@ def _context_arg(context: tuple[str, ...]) -> str | list[str] | None:
 
 def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:
     """The real game on the held-out evaluation levels (see `genie_env.agents.evaluate`)."""
-    venv = ProcgenVectorEnv(
-        num_envs, distribution_mode=cfg.distribution_mode, start_level=DEFAULT_EVAL_START_LEVEL,
-        num_levels=DEFAULT_EVAL_NUM_LEVELS, game=cfg.game,
-    )  # fmt: skip
+    levels = LevelConfig(cfg.distribution_mode, DEFAULT_EVAL_START_LEVEL, DEFAULT_EVAL_NUM_LEVELS)
+    venv = real_vector_env(cfg.game, num_envs, levels, cfg.env_kwargs)
     env = SB3VecEnv(venv)
     env.seed(cfg.seed + 10_000)
     return VecMonitor(env)

@@ -1,4 +1,5 @@
-"""Collect real Procgen episodes (CoinRun unless told otherwise) into a sharded dataset, fast and resumably.
+"""Collect real Procgen episodes (CoinRun unless told otherwise), or those of a Gymnasium env of your own
+(`env_id`, see `genie_env.envs.user`), into a sharded dataset, fast and resumably.
 
 All N levels step in one procgen call. Frames go into per-env episode buffers; a finished episode
 is copied whole into its split's shard buffer, and full shards are written by a background thread
@@ -7,7 +8,9 @@ is copied whole into its split's shard buffer, and full shards are written by a 
 Resume: every time shards are committed, the writer also saves the exact collection state (procgen's
 serialized game states, the in-flight episodes, the policy's RNG) and then the manifest that points
 at it. A killed run restarted with `resume=True` therefore continues bit for bit: it produces the same
-episodes, in the same shards, as a run that was never interrupted.
+episodes, in the same shards, as a run that was never interrupted. A user's env has no serializable
+state, so its resume drops the episodes that were in flight (never written) and goes on with new ones,
+whose seeds follow on from those already started (none is played twice).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from genie_env.games import (
     env_state,
     make_procgen,
 )
+from genie_env.user_game import UserGameBatch, parse_env_kwargs, user_game_record
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,12 @@ class CollectConfig:
     """difficulty: easy or hard"""
     game: str = DEFAULT_GAME
     """the Procgen game to collect (one of the 16; the manifest records it)"""
+    env_id: str | None = None
+    """collect a Gymnasium env of your own instead of Procgen: an id `gymnasium.make` takes (`module:Id` imports
+    the module that registers it; `gym:ID` an old-gym env through shimmy), with RGB uint8 frames (resized to
+    64x64) and Discrete actions; --game and the level flags do not apply"""
+    env_kwargs: str = "{}"
+    """with --env-id: keyword arguments of gymnasium.make, as a JSON object"""
     start_level: int = 0
     """first level seed"""
     num_levels: int = 0
@@ -98,6 +108,12 @@ class CollectConfig:
         if not 1 <= self.max_episode_frames <= PROCGEN_TIMEOUT:
             raise ValueError(f"--max-episode-frames must be in [1, {PROCGEN_TIMEOUT}], got {self.max_episode_frames}")
         self.levels  # noqa: B018  (validates the game and the level range)
+        if self.env_id is not None:
+            if self.game != DEFAULT_GAME:
+                raise ValueError(f"--env-id {self.env_id} and --game {self.game}: collect one or the other")
+            parse_env_kwargs(self.env_kwargs)
+        elif self.env_kwargs != "{}":
+            raise ValueError("--env-kwargs needs --env-id (they are the kwargs of that env)")
         if self.policy not in ("random", "sticky") and not self.policy.startswith("sb3:"):
             raise ValueError(f"unknown --policy {self.policy!r}: use random, sticky or sb3:PATH")
 
@@ -106,8 +122,16 @@ class CollectConfig:
         return LevelConfig(self.distribution_mode, self.start_level, self.num_levels, game=self.game)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues (recorded in the manifest)."""
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+        """The settings a resumed run must share with the run it continues (recorded in the manifest; the
+        --env-id fields only when set, so collections from before them still resume)."""
+        user = () if self.env_id is not None else ("env_id", "env_kwargs")
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES and k not in user}
+
+    def env_record(self) -> dict[str, Any]:
+        """What the manifest's `env` records: the Procgen game and levels, or the user's env."""
+        if self.env_id is not None:
+            return user_game_record(self.env_id, parse_env_kwargs(self.env_kwargs))
+        return {"env_name": self.game, **asdict(self.levels)}
 
 
 class _ArrayPool:
@@ -187,6 +211,8 @@ class Collector:
         self.pending: list[Future] = []
         self.env = None
         self.frames_now: np.ndarray | None = None
+        self.user = cfg.env_id is not None
+        self.env_record = cfg.env_record()
 
     # ----------------------------------------------------------------------------- set-up
     def _start_fresh(self) -> None:
@@ -197,12 +223,16 @@ class Collector:
         self.root.mkdir(parents=True, exist_ok=True)
         self._start_env()
 
-    def _start_env(self) -> None:
-        self.env = make_procgen(self.cfg.num_envs, self.cfg.seed, self.cfg.levels)
+    def _start_env(self, episodes_started: int = 0) -> None:
+        if self.user:
+            kwargs = parse_env_kwargs(self.cfg.env_kwargs)
+            self.env = UserGameBatch(self.cfg.env_id, kwargs, self.cfg.num_envs, self.cfg.seed, episodes_started)
+        else:
+            self.env = make_procgen(self.cfg.num_envs, self.cfg.seed, self.cfg.levels)
         _, obs, _ = self.env.observe()
         self.frames_now = obs["rgb"].copy()
         self.ep_level[:] = [i["level_seed"] for i in self.env.get_info()]
-        self.start_states = self.env.get_state()
+        self.start_states = [b""] * self.cfg.num_envs if self.user else self.env.get_state()
 
     def _start_resumed(self) -> Manifest | None:
         """Restore the state saved with the last commit; returns the manifest if it is already complete."""
@@ -296,15 +326,18 @@ class Collector:
     def _finish_episodes(self, envs: np.ndarray) -> None:
         """Move the episodes cut this step (in env order) into their split's shard buffer.
 
-        An episode the game ended is terminated, or truncated at procgen's 1000-step limit; one cut
-        by `max_episode_frames` or by the end of collection is truncated.
+        An episode the game ended is terminated, or truncated at procgen's 1000-step limit (a user's env:
+        when it says truncated); one cut by `max_episode_frames` or by the end of collection is truncated.
         """
         info = self.env.get_info()
         for e in envs:
             length = int(self.ep_len[e])
             ended = bool(self.first[e])
-            complete = ended and bool(info[e]["prev_level_complete"])
-            truncated = (ended and length >= PROCGEN_TIMEOUT and not complete) or not ended
+            if self.user:
+                truncated = not ended or info[e]["prev_truncated"]
+            else:
+                complete = ended and bool(info[e]["prev_level_complete"])
+                truncated = (ended and length >= PROCGEN_TIMEOUT and not complete) or not ended
             episode = {
                 "frames": self.ep_frames[e, :length],
                 "actions": self.ep_actions[e, :length],
@@ -323,7 +356,8 @@ class Collector:
             self.ep_len[e] = 0
             if ended:
                 self.ep_level[e] = int(info[e]["level_seed"])
-            self.start_states[e] = env_state(self.env, e)
+            if not self.user:
+                self.start_states[e] = env_state(self.env, e)
 
     # ------------------------------------------------------------------------- commits
     def _flush(self, complete: bool) -> None:
@@ -339,7 +373,9 @@ class Collector:
     def _snapshot(self) -> dict[str, np.ndarray]:
         """What `_restore` needs to continue from this step: each env's procgen state where its
         in-flight episode began, plus that episode's first frame, actions and rewards (a few MB;
-        the other frames are regenerated by replaying the actions)."""
+        the other frames are regenerated by replaying the actions). A user's env: how many episodes it started."""
+        if self.user:
+            return {"episodes_started": np.array(self.env.started, np.int64)}
         lens = self.ep_len
         envs = range(len(lens))
         return {
@@ -355,7 +391,15 @@ class Collector:
         }
 
     def _restore(self, snap: dict[str, np.ndarray], path: Path) -> None:
-        """Rebuild the in-flight episodes by replaying their actions from their start states."""
+        """Rebuild the in-flight episodes by replaying their actions from their start states (a user's env:
+        drop them and start new episodes, seeded after every one started before)."""
+        if self.user:
+            dropped = int(self.ep_len.sum())
+            self.ep_len[:], self.first[:] = 0, True
+            self._start_env(int(snap["episodes_started"]))
+            logger.info("%s: a user's env cannot be replayed: %d frames of episodes in flight are collected again "
+                        "from new episodes", path, dropped)  # fmt: skip
+            return
         offsets = snap["start_offsets"]
         self.start_states = [snap["start_states"][a:b].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
         self.ep_len[:], self.ep_level[:], self.first[:] = snap["ep_len"], snap["ep_level"], snap["first"]
@@ -388,7 +432,7 @@ class Collector:
 
     def _submit_commit(self, jobs: list, snapshot: dict[str, np.ndarray] | None, complete: bool) -> None:
         header = Manifest(
-            kind="frames", complete=complete, env={"env_name": self.cfg.game, **asdict(self.cfg.levels)},
+            kind="frames", complete=complete, env=self.env_record,
             collect=self.cfg.identity(),
             state={
                 "next_episode_id": self.next_episode_id,

@@ -1,0 +1,140 @@
+"""Your own game: any Gymnasium env with RGB image observations and `Discrete` actions goes through the
+same commands as Procgen (`genie collect --env-id ID --env-kwargs '{"size": 5}'`, then the tokenizer,
+the dynamics and `GenieEnv-v0`).
+
+- **ID** is anything `gymnasium.make` takes: a registered id, or `module:Id` (gymnasium imports the module
+  first, which is where a game of your own registers itself). `gym:ID` plays an env written for the old
+  `gym` API through shimmy's `GymV26CompatibilityV0`.
+- **Frames** become 64x64x3 uint8 by stretching the whole frame (the aspect ratio is not kept: no border
+  is cropped and no bars are added), with a box filter when shrinking (each pixel averages the source
+  pixels it covers, so thin sprites do not alias away) and nearest neighbour when enlarging (pixel art stays
+  sharp). The observation space must be `Box(uint8, (H, W, 3))`.
+- **Rewards and ends** are the env's own: `terminated` ends an episode as terminated, `truncated` (its
+  time limit) as truncated.
+- **Episodes** are collected with reset seeds `1_000_000_000 + seed * 1_000_000 + k` for the k-th episode
+  started; they play the part of Procgen's level seeds (the validation split is drawn by them, and
+  evaluation plays seeds 1,000,000..1,000,499 by default, which no collection with seed < 1000 reaches).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from PIL import Image
+
+from genie_env.games import FRAME_SHAPE
+
+RESIZE = "stretched to 64x64 (aspect not kept): box filter when shrinking, nearest neighbour when enlarging"
+EPISODE_SEED_BASE, EPISODE_SEED_STRIDE = 1_000_000_000, 1_000_000
+
+
+class UserGameError(ValueError):
+    """A user's env that cannot be made, or whose spaces the pipeline cannot learn."""
+
+
+def parse_env_kwargs(text: str) -> dict[str, Any]:
+    """The `--env-kwargs` JSON object; UserGameError naming the problem."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserGameError(f"--env-kwargs is not JSON ({e}): pass an object, e.g. '{{\"size\": 5}}'") from None
+    if not isinstance(kwargs, dict):
+        raise UserGameError(f"--env-kwargs must be a JSON object, got {type(kwargs).__name__}")
+    return kwargs
+
+
+def make_user_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gymnasium.Env:
+    """`gymnasium.make(env_id, **env_kwargs)` (`gym:ID` through shimmy), checked to be learnable: RGB uint8
+    frames and Discrete actions. UserGameError naming the env and the problem otherwise."""
+    kwargs = dict(env_kwargs or {})
+    try:
+        if env_id.startswith("gym:"):
+            from shimmy import GymV26CompatibilityV0
+
+            env = GymV26CompatibilityV0(env_id=env_id[4:], make_kwargs=kwargs)
+        else:
+            env = gymnasium.make(env_id, **kwargs)
+    except UserGameError:
+        raise
+    except Exception as e:  # gymnasium raises Error, NameNotFound, ModuleNotFoundError, TypeError for kwargs...
+        raise UserGameError(f"cannot make env {env_id!r} with {kwargs}: {type(e).__name__}: {e}") from e
+    check_spaces(env, env_id)
+    return env
+
+
+def check_spaces(env: gymnasium.Env, env_id: str) -> None:
+    """UserGameError unless `env` has `Box(uint8, (H, W, 3))` observations and `Discrete(n)` actions (start 0)."""
+    obs, act = env.observation_space, env.action_space
+    if not (isinstance(obs, spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3 and obs.shape[2] == 3):
+        raise UserGameError(f"env {env_id!r} observes {obs}: genie-env learns RGB frames, Box(0, 255, (H, W, 3), "
+                            "uint8)")  # fmt: skip
+    if not isinstance(act, spaces.Discrete) or int(act.start) != 0:
+        raise UserGameError(f"env {env_id!r} acts in {act}: genie-env learns Discrete(n) actions numbered from 0")
+
+
+def resize_frame(frame: np.ndarray) -> np.ndarray:
+    """One RGB frame uint8 (H, W, 3) -> uint8 (64, 64, 3), as the module docstring says."""
+    frame = np.asarray(frame, np.uint8)
+    h, w = FRAME_SHAPE[:2]
+    if frame.shape[:2] == (h, w):
+        return frame
+    shrinking = frame.shape[0] >= h and frame.shape[1] >= w
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(frame).resize((w, h), method), np.uint8)
+
+
+class UserGameBatch:
+    """N copies of a user's env stepped in turn behind procgen's gym3 interface, which the collector drives:
+    `act`, `observe` -> (rewards, {"rgb": frames}, first) and `get_info`. An episode that ends is reset
+    at once (its last reward is reported with the first frame of the next one, `first` set), with the next
+    episode seed; `get_info` gives each env's `level_seed` (its episode's seed) and whether the episode that
+    just ended was `prev_truncated` (cut by the env's time limit) rather than terminated."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], num: int, seed: int, episodes_started: int = 0) -> None:
+        self.envs = [make_user_env(env_id, env_kwargs) for _ in range(num)]
+        self.num_actions = int(self.envs[0].action_space.n)
+        self.base, self.started = EPISODE_SEED_BASE + seed * EPISODE_SEED_STRIDE, episodes_started
+        self.level_seeds = np.zeros(num, np.int64)
+        self.truncated = np.zeros(num, bool)
+        self.rewards = np.zeros(num, np.float32)
+        self.first = np.ones(num, bool)
+        self.frames = np.stack([self._reset(i) for i in range(num)])
+
+    def _reset(self, i: int) -> np.ndarray:
+        self.level_seeds[i] = self.base + self.started
+        self.started += 1
+        obs, _ = self.envs[i].reset(seed=int(self.level_seeds[i]))
+        return resize_frame(obs)
+
+    def act(self, actions: np.ndarray) -> None:
+        for i, (env, action) in enumerate(zip(self.envs, actions)):
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            self.rewards[i] = reward
+            self.first[i] = terminated or truncated
+            self.truncated[i] = truncated and not terminated
+            self.frames[i] = self._reset(i) if self.first[i] else resize_frame(obs)
+
+    def observe(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        return self.rewards.copy(), {"rgb": self.frames.copy()}, self.first.copy()
+
+    def get_info(self) -> list[dict[str, Any]]:
+        return [{"level_seed": int(s), "prev_truncated": bool(t)} for s, t in zip(self.level_seeds, self.truncated)]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def user_game_record(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a dataset's manifest records of a user's game (its `env`): the id and kwargs, its number of
+    actions, its frame shape and how frames were resized."""
+    env = make_user_env(env_id, env_kwargs)
+    try:
+        return {"env_id": env_id, "env_kwargs": env_kwargs, "num_actions": int(env.action_space.n),
+                "frame_shape": list(env.observation_space.shape), "resize": RESIZE}  # fmt: skip
+    finally:
+        env.close()

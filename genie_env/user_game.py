@@ -3,7 +3,8 @@ same commands as Procgen (`genie collect --env-id ID --env-kwargs '{"size": 5}'`
 the dynamics and `GenieEnv-v0`).
 
 - **ID** is anything `gymnasium.make` takes: a registered id, or `module:Id` (gymnasium imports the module
-  first, which is where a game of your own registers itself). `gym:ID` plays an env written for the old
+  first, from the working directory or the installed packages: that is where a game of your own registers
+  itself; `examples/sprite_game.py` is one). `gym:ID` plays an env written for the old
   `gym` API through shimmy's `GymV26CompatibilityV0`.
 - **Frames** become 64x64x3 uint8 by stretching the whole frame (the aspect ratio is not kept: no border
   is cropped and no bars are added), with a box filter when shrinking (each pixel averages the source
@@ -19,6 +20,8 @@ the dynamics and `GenieEnv-v0`).
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 import gymnasium
@@ -51,6 +54,8 @@ def make_user_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gymn
     """`gymnasium.make(env_id, **env_kwargs)` (`gym:ID` through shimmy), checked to be learnable: RGB uint8
     frames and Discrete actions. UserGameError naming the env and the problem otherwise."""
     kwargs = dict(env_kwargs or {})
+    if ":" in env_id and not env_id.startswith("gym:") and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `module:Id` finds a module in the working directory, as `python -m` does
     try:
         if env_id.startswith("gym:"):
             from shimmy import GymV26CompatibilityV0

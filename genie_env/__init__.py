@@ -29,39 +29,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# env id -> (module under genie_env.envs, class name); the vector entry point is the class with "Vector"
+# before "Env" (ProcgenEnv -> ProcgenVectorEnv)
+ENVS = {
+    "Procgen-v0": ("real", "ProcgenEnv"),
+    "ProcgenCoinRun-v0": ("real", "ProcgenCoinRunEnv"),
+    "GenieProcgen-v0": ("dream", "GenieProcgenEnv"),
+    "GenieEnv-v0": ("dream", "GenieEnv"),
+    "GenieCoinRun-v0": ("dream", "GenieCoinRunEnv"),
+}
 # disable_env_checker: gymnasium's passive checker, once a first reset() has raised (say for seed=-1), breaks
-# every later step() with a TypeError; both envs pass gymnasium's full check_env in the tests instead
-gymnasium.register(
-    id="Procgen-v0",
-    entry_point="genie_env.envs.real:ProcgenEnv",
-    vector_entry_point="genie_env.envs.real:ProcgenVectorEnv",
-    disable_env_checker=True,
-)
-
-gymnasium.register(
-    id="ProcgenCoinRun-v0",
-    entry_point="genie_env.envs.real:ProcgenCoinRunEnv",
-    vector_entry_point="genie_env.envs.real:ProcgenCoinRunVectorEnv",
-    disable_env_checker=True,
-)
-
-gymnasium.register(
-    id="GenieProcgen-v0",
-    entry_point="genie_env.envs.dream:GenieProcgenEnv",
-    vector_entry_point="genie_env.envs.dream:GenieProcgenVectorEnv",
-    disable_env_checker=True,
-)
-
-gymnasium.register(
-    id="GenieEnv-v0",
-    entry_point="genie_env.envs.dream:GenieEnv",
-    vector_entry_point="genie_env.envs.dream:GenieVectorEnv",
-    disable_env_checker=True,
-)
-
-gymnasium.register(
-    id="GenieCoinRun-v0",
-    entry_point="genie_env.envs.dream:GenieCoinRunEnv",
-    vector_entry_point="genie_env.envs.dream:GenieCoinRunVectorEnv",
-    disable_env_checker=True,
-)
+# every later step() with a TypeError; every env passes gymnasium's full check_env in the tests instead
+for _id, (_module, _cls) in ENVS.items():
+    gymnasium.register(
+        id=_id,
+        entry_point=f"genie_env.envs.{_module}:{_cls}",
+        vector_entry_point=f"genie_env.envs.{_module}:{_cls[: -len('Env')]}VectorEnv",
+        disable_env_checker=True,
+    )

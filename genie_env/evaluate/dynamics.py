@@ -64,7 +64,7 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
     every episode of `split`, generated as in a dream (real frames in, next frame masked, KV cache);
     returns (reward_p, term_p, labels (N, 2))."""
     episodes = _episodes(tokens_root, split)
-    coin, term, labels = [], [], []
+    reward_p, term, labels = [], [], []
     for i in tqdm(range(0, len(episodes), batch), desc="events", unit="batch", disable=not progress):
         group = episodes[i : i + batch]
         length = max(len(e["actions"]) for e in group)
@@ -77,10 +77,10 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
         probs = torch.stack([model.observe(cache, toks[:, t], acts[:, t]) for t in range(length)], 1).numpy()
         for j, e in enumerate(group):
             n = len(e["actions"])
-            coin.append(probs[j, :n, 0])
+            reward_p.append(probs[j, :n, 0])
             term.append(probs[j, :n, 1])
             labels.append(np.stack([e["rewards"] != 0, e["terminations"]], 1))
-    return np.concatenate(coin), np.concatenate(term), np.concatenate(labels)
+    return np.concatenate(reward_p), np.concatenate(term), np.concatenate(labels)
 
 
 @torch.no_grad()
@@ -91,7 +91,7 @@ def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, l
     agent meets them: the frame the action is taken on is the `lead`-th frame dreamed (with the real
     actions) after `context` real frames. Scored: every episode's last transition (where CoinRun's coins
     and deaths are) and one earlier transition per episode drawn with `seed`; episodes too short for
-    `context + lead` frames are skipped. Returns (coin_p, term_p, labels (N, 2)) like `event_probabilities`."""
+    `context + lead` frames are skipped. Returns (reward_p, term_p, labels (N, 2)) like `event_probabilities`."""
     rng = np.random.default_rng(seed)
     span = context + lead  # frames from the first context frame to the scored transition's frame
     windows = []
@@ -107,17 +107,17 @@ def dreamed_event_probabilities(model: DynamicsModel, tokens_root: str | Path, l
         raise ValueError(
             f"no {split} episode of {tokens_root} has {span + 1} steps for a lead of {lead} frames: lower the lead"
         )
-    coin, term = [], []
+    reward_p, term = [], []
     for i in range(0, len(windows), batch):
         group = windows[i : i + batch]
         tokens = torch.from_numpy(np.stack([w[0] for w in group]).astype(np.int64))
         actions = torch.from_numpy(np.stack([w[1] for w in group]).astype(np.int64))
         # lead dreamed frames, then the scored transition
         out = model.rollout(tokens[:, :context], actions[:, : context - 1], actions[:, context - 1 :])[-1]
-        coin.append(out.reward_prob.float().numpy())
+        reward_p.append(out.reward_prob.float().numpy())
         term.append(out.termination_prob.float().numpy())
     labels = np.array([w[2] for w in windows], bool)
-    return np.concatenate(coin), np.concatenate(term), labels
+    return np.concatenate(reward_p), np.concatenate(term), labels
 
 
 @torch.no_grad()
@@ -169,7 +169,7 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
             gif = (target[0].numpy(), decoded["dream"][0].numpy())
     horizons = [h for h in HORIZONS if h <= horizon]
     psnr = {name: {h: round(e[h - 1].psnr, 3) for h in horizons} for name, e in errs.items()}
-    coin_p, term_p, labels = event_probabilities(model, tokens_root, progress=progress)
+    reward_p, term_p, labels = event_probabilities(model, tokens_root, progress=progress)
     result: dict[str, Any] = {
         "windows": len(pick),
         "context": context,
@@ -187,13 +187,13 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
         "beats_copy_baseline": {h: psnr["dream"][h] > psnr["copy"][h] for h in horizons},
         # "reward": P(a non-zero reward) against whether one came (for CoinRun: the coin)
         "reward_values": list(model.cfg.reward_values),
-        "reward": _classification(coin_p, labels[:, 0]),
+        "reward": _classification(reward_p, labels[:, 0]),
         "termination": _classification(term_p, labels[:, 1]),
         "dreamed_events": {},
     }
     for lead in dreamed_leads:
-        coin_p, term_p, labels = dreamed_event_probabilities(model, tokens_root, lead, context, seed=seed)
-        result["dreamed_events"][lead] = {"reward": _classification(coin_p, labels[:, 0]),
+        reward_p, term_p, labels = dreamed_event_probabilities(model, tokens_root, lead, context, seed=seed)
+        result["dreamed_events"][lead] = {"reward": _classification(reward_p, labels[:, 0]),
                                           "termination": _classification(term_p, labels[:, 1])}  # fmt: skip
     if out_dir is not None:
         out = Path(out_dir)

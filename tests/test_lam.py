@@ -249,3 +249,59 @@ def test_play_latent_steps_one_latent_action_at_a_time(tiny_dataset, tiny_tokeni
         session.step(4)
     out = genie("play", "--latent", "--world-model", str(model_dir), "--max-frames", "3", "--fps", "1000").stdout
     assert "played 3 frames" in out
+
+
+def test_the_latent_to_real_map_takes_each_latent_actions_commonest_real_action():
+    from genie_env.agents.bc import latent_to_real
+
+    latent = np.array([0, 0, 0, 1, 1, 2])
+    real = np.array([7, 7, 1, 5, 5, 7])
+    # latent 0 -> 7 (twice against once), 1 -> 5, 2 -> 7, 3 (never labelled) -> 7, the commonest labelled action
+    assert latent_to_real(latent, real, 4).tolist() == [7, 5, 7, 7]
+
+
+def test_behaviour_cloning_from_latent_and_from_real_labels_end_to_end(tiny_dataset, lam_run, tmp_path):
+    """The BC path at a tiny scale: LAM BC with 50 labels and oracle BC both make SB3 PPO files that
+    `genie evaluate` plays, and record what they cost; bad inputs are refused naming the problem."""
+    import json
+    import shutil
+
+    from genie_env.cli.evaluate import EvaluateArgs
+    from genie_env.cli.evaluate import run as evaluate
+    from stable_baselines3 import PPO
+
+    from genie_env.agents.bc import BCConfig, train_bc
+    from genie_env.checkpoint import resolve_checkpoint
+
+    tiny = dict(data=(str(tiny_dataset),), steps=3, batch_size=8, features="nature")
+    lam_bc = train_bc(BCConfig(labels="latent", lam=str(lam_run), labelled=50, **tiny), tmp_path / "lam_bc",
+                      progress=False)  # fmt: skip
+    oracle = train_bc(BCConfig(labels="real", **tiny), tmp_path / "oracle", progress=False)
+    for path in (lam_bc, oracle):
+        actions, _ = PPO.load(path, device="cpu").predict(np.zeros((3, 64, 64, 3), np.uint8))
+        assert actions.shape == (3,) and ((0 <= actions) & (actions < 15)).all()
+    rec = json.loads((tmp_path / "lam_bc" / "config.json").read_text())
+    frames = rec["real_frames"]
+    assert rec["method"] == "bc" and rec["real_action_labels"] == 50 and frames == video_frames(tiny_dataset)
+    assert len(rec["latent_to_real"]) == 4 and all(0 <= a < 15 for a in rec["latent_to_real"])
+    assert 0 <= rec["map_agreement"] <= 1 and 0 <= rec["val_accuracy"] <= 1
+    assert json.loads((tmp_path / "oracle" / "config.json").read_text())["real_action_labels"] == frames
+    result = evaluate(EvaluateArgs(str(lam_bc), episodes=2, num_envs=2, progress=False))
+    assert result["episodes"] == 2 and result["real_frames"] == frames and result["real_action_labels"] == 50
+    with pytest.raises(ValueError, match="--labelled 100000 exceeds the .* train transitions"):
+        train_bc(BCConfig(labels="latent", lam=str(lam_run), labelled=100_000, **tiny), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="--labels latent needs --lam RUN"):
+        BCConfig(labels="latent", **tiny)
+    other = tmp_path / "lam_maze"
+    shutil.copytree(lam_run, other)
+    config = resolve_checkpoint(other) / "config.json"
+    meta = json.loads(config.read_text())
+    config.write_text(json.dumps({**meta, "game": "maze"}))
+    with pytest.raises(ValueError, match=r"learned maze, the videos are coinrun"):
+        train_bc(BCConfig(labels="latent", lam=str(other), **tiny), tmp_path / "y", progress=False)
+
+
+def video_frames(root) -> int:
+    from genie_env.data.manifest import read_manifest
+
+    return read_manifest(root).counts["frames"]

@@ -22,6 +22,7 @@ COMMANDS = {
     "eval-lam": ".eval_lam",
     "export": ".export",
     "train-agent": ".train_agent",
+    "train-bc": ".train_bc",
     "evaluate": ".evaluate",
     "compare": ".compare",
     "dream": ".dream",

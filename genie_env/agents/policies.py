@@ -182,9 +182,13 @@ def agent_record(spec: str) -> dict[str, Any] | None:
 
 
 def agent_budget(spec: str) -> dict[str, int]:
-    """The real and dreamed frames an SB3 agent cost, from its record; {} for other policies or without one."""
+    """The real and dreamed frames an SB3 agent cost (and, for a cloned one, the real action labels), from its
+    record; {} for other policies or without one."""
     meta = agent_record(spec)
-    return {} if meta is None else {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"]}
+    if meta is None:
+        return {}
+    labels = {"real_action_labels": meta["real_action_labels"]} if "real_action_labels" in meta else {}
+    return {"real_frames": meta["real_frames"], "dream_frames": meta["dream_frames"], **labels}
 
 
 def agent_game(spec: str) -> str | None:

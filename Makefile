@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/genie demo
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=10
 
 bench: install
 	$(BIN)/python benchmarks/collect.py

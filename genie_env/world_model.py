@@ -104,11 +104,12 @@ def shipped_model_dir(game: str) -> Path:
 class WorldModel:
     """A tokenizer and a dynamics model that belong together (same token grid and vocabulary), of `game`.
 
-    `precision="bf16"` runs both under bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs).
+    `precision="bf16"` runs both under bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs); "auto"
+    (the default) picks bf16 where it is fast and fp32 elsewhere (`resolve_precision`).
     """
 
     def __init__(self, tokenizer: Tokenizer, dynamics: DynamicsModel, device: str | torch.device = "cpu",
-                 precision: str = "fp32", game: str = DEFAULT_GAME) -> None:  # fmt: skip
+                 precision: str = "auto", game: str = DEFAULT_GAME) -> None:  # fmt: skip
         t, d = tokenizer.cfg, dynamics.cfg
         if (t.grid, t.codebook_size) != (d.grid, d.codebook_size):
             raise CheckpointError(
@@ -193,7 +194,7 @@ class WorldModel:
 
 
 def load_world_model(path: str | Path | None = None, device: str | torch.device | None = None,
-                     precision: str = "fp32") -> WorldModel:  # fmt: skip
+                     precision: str = "auto") -> WorldModel:  # fmt: skip
     """Load a tokenizer + dynamics pair from `path` (a directory holding `tokenizer/` and `dynamics/`
     checkpoints or runs); None loads the model shipped with the package. `device` defaults to CUDA when
     present. Its game is the one the dynamics model was trained on (CoinRun for models from before games

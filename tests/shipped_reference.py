@@ -37,7 +37,7 @@ def shipped_outputs() -> dict[str, np.ndarray]:
     torch.set_num_threads(1)
     try:
         out: dict[str, np.ndarray] = {}
-        wm = genie_env.load_world_model(device="cpu")
+        wm = genie_env.load_world_model(device="cpu", precision="fp32")
         with np.load(Path(genie_env.__file__).resolve().parent / "assets" / "coinrun" / "contexts.npz") as z:
             context = z["frames"][:3]  # (3, 1, 64, 64, 3)
         out["encode"] = wm.encode(context).numpy()
@@ -62,7 +62,7 @@ def shipped_outputs() -> dict[str, np.ndarray]:
             out[f"vec_{precision}_ends"] = np.stack(ends, 1)
             out[f"vec_{precision}_probs"] = np.stack(probs, 1)
         env = gymnasium.make("GenieCoinRun-v0", sampling={"steps": 2, "temperature": 0.5}, events="sample",
-                             device="cpu")  # fmt: skip
+                             device="cpu", precision="fp32")  # fmt: skip
         obs, _ = env.reset(seed=11)
         single = [obs]
         for a in ACTIONS[0]:

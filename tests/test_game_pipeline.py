@@ -17,9 +17,6 @@ from genie_env.envs.dream import GenieProcgenEnv, GenieProcgenVectorEnv
 from genie_env.games import REWARD_VALUES
 from genie_env.models.rewards import reward_support
 
-# one worker runs the module, so its pipeline fixture runs once (the Makefile runs pytest with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("fruitbot_pipeline")
-
 
 @pytest.fixture(scope="module")
 def fruitbot(tmp_path_factory):

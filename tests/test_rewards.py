@@ -77,14 +77,14 @@ def test_the_weighted_loss_gives_calibrated_reward_probabilities():
     for p in model.parameters():
         p.requires_grad_(False)
     last.bias.requires_grad_(True)
-    optim = torch.optim.Adam([last.bias], lr=0.05)
+    optim = torch.optim.Adam([last.bias], lr=0.1)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        draw = torch.rand(32, 4, generator=gen)
+    for _ in range(150):
+        draw = torch.rand(64, 4, generator=gen)
         rewards = torch.where(draw < 0.05, -4.0, torch.where(draw < 0.2, 1.0, 0.0))
-        tokens = torch.randint(0, 16, (32, 4, 2, 2), generator=gen)
+        tokens = torch.randint(0, 16, (64, 4, 2, 2), generator=gen)
         loss, _ = model.loss(
-            tokens, torch.zeros(32, 4, dtype=torch.long), rewards, torch.zeros(32, 4, dtype=torch.bool)
+            tokens, torch.zeros(64, 4, dtype=torch.long), rewards, torch.zeros(64, 4, dtype=torch.bool)
         )
         optim.zero_grad()
         loss.backward()

@@ -119,7 +119,6 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000005"]
 
 
-@pytest.mark.xdist_group("ddp")  # the Makefile runs pytest with --dist loadgroup
 def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
     common = ["--preset", "tiny", "--data", str(tiny_dataset), "--train.steps", "6", "--train.log-every", "1",
               "--train.num-workers", "0"]  # fmt: skip

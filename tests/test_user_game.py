@@ -43,10 +43,6 @@ def episodes(root):
     return out
 
 
-# one worker runs the module, so its pipeline fixture runs once (the Makefile runs pytest with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("catch_game")
-
-
 @pytest.fixture(scope="module")
 def catch_data(tmp_path_factory):
     from genie_env.cli import collect

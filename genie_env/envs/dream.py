@@ -217,7 +217,8 @@ class GenieEnv(gym.Env):
     ## Kwargs
     `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
     `world_model` (a directory, a `WorldModel`, or None for the model shipped for `game` in
-    `genie_env/assets/<game>/`; a world model of another game is refused), `device`, `precision`
+    `genie_env/assets/<game>/`; a world model of another game is refused), `device`, `precision` ("auto",
+    the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16")
     (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
     `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`.
     """
@@ -225,7 +226,7 @@ class GenieEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
     procgen = False  # GenieProcgenEnv: a Procgen game's world model, its 15 actions, a shipped default
 
-    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
+    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "auto",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
                  render_mode: str | None = None, *, game: str | None = None) -> None:  # fmt: skip
@@ -302,7 +303,7 @@ class GenieVectorEnv(VectorEnv):
     procgen = False
 
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
-                 precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
+                 precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None, *,
                  game: str | None = None) -> None:  # fmt: skip
@@ -368,7 +369,7 @@ class GenieCoinRunEnv(GenieProcgenEnv):
     """CoinRun dreamed by the world model (`GenieCoinRun-v0`): `GenieProcgenEnv` with the game fixed to
     CoinRun, loading the shipped CoinRun model by default (see `GenieProcgenEnv` for spaces, rewards and kwargs)."""
 
-    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "fp32",
+    def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "auto",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
                  render_mode: str | None = None) -> None:  # fmt: skip
@@ -381,7 +382,7 @@ class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
     `GenieProcgenVectorEnv` with the game fixed to CoinRun."""
 
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
-                 precision: str = "fp32", sampling: dict[str, Any] | None = None, context: Any = None,
+                 precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
         super().__init__(num_envs, world_model, device, precision, sampling, context, context_frames, reset_from,

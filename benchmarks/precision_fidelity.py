@@ -1,0 +1,79 @@
+"""Are bf16 dreams as faithful as fp32 ones? The same held-out windows dreamed in both precisions.
+
+    python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16]
+
+From `--windows` windows of the val split of frame dataset `--data` (one per episode, drawn with
+`--seed`), the world model dreams `--horizon` frames after one real context frame under the real actions,
+greedily, once in fp32 and once under bf16 autocast. Prints JSON: PSNR against the real frames at every
+horizon for both precisions and for copy-last-frame (each from the MSE over all windows), the PSNR of the
+bf16 dream against the fp32 one, the share of frames the two dream identically, and the wall time of each
+(bf16 is emulated, so slow, on CPUs without AVX512-BF16 or AMX: compare speeds with dream_env.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from genie_env.data.dataset import episode_bounds
+from genie_env.data.format import load_shard
+from genie_env.data.manifest import read_manifest
+from genie_env.metrics import FrameErrors
+from genie_env.world_model import load_world_model
+
+
+def windows(data: str, count: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """frames uint8 (count, length, 64, 64, 3) and actions int64 (count, length - 1) from the val split."""
+    rng = np.random.default_rng(seed)
+    frames, actions = [], []
+    for info in read_manifest(data).shards_of("val"):
+        arrays = load_shard(data, info)
+        for a, b in zip(*episode_bounds(arrays["episode_ids"])):
+            if b - a >= length:
+                start = int(rng.integers(a, b - length + 1))
+                frames.append(np.asarray(arrays["frames"][start : start + length]))
+                actions.append(np.asarray(arrays["actions"][start : start + length - 1], np.int64))
+    if len(frames) < count:
+        raise SystemExit(f"{data}: only {len(frames)} val episodes have {length} frames, need {count}")
+    pick = rng.choice(len(frames), count, replace=False)
+    return np.stack([frames[i] for i in pick]), np.stack([actions[i] for i in pick])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="frame dataset whose val split gives the windows")
+    parser.add_argument("--world-model", default=None, help="world-model directory (default: the shipped one)")
+    parser.add_argument("--windows", type=int, default=64, help="windows dreamed (one per val episode)")
+    parser.add_argument("--horizon", type=int, default=16, help="frames dreamed after the context frame")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the window draw")
+    args = parser.parse_args()
+    frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
+    real = torch.from_numpy(frames[:, 1:])
+    dreams, result = {}, {"windows": args.windows, "horizon": args.horizon, "data": args.data, "psnr": {}}
+    for precision in ("fp32", "bf16"):
+        wm = load_world_model(args.world_model, "cpu", precision)
+        start = time.perf_counter()
+        out = wm.rollout(frames[:, :1], actions)
+        result[f"{precision}_wall_s"] = round(time.perf_counter() - start, 2)
+        dreams[precision] = out.frames
+    copy = np.repeat(frames[:, :1], args.horizon, 1)
+    for name, pred in (("fp32", dreams["fp32"]), ("bf16", dreams["bf16"]), ("copy_last_frame", copy)):
+        errs = [FrameErrors() for _ in range(args.horizon)]
+        for h in range(args.horizon):
+            errs[h].update(torch.from_numpy(pred[:, h]), real[:, h])
+        result["psnr"][name] = {h + 1: round(errs[h].psnr, 3) for h in range(args.horizon)}
+    between = [FrameErrors() for _ in range(args.horizon)]
+    for h in range(args.horizon):
+        between[h].update(torch.from_numpy(dreams["bf16"][:, h]), torch.from_numpy(dreams["fp32"][:, h]))
+    result["bf16_vs_fp32_psnr"] = {h + 1: round(between[h].psnr, 3) for h in range(args.horizon)}
+    same = (dreams["fp32"] == dreams["bf16"]).all(axis=(2, 3, 4))
+    result["identical_frames"] = {h + 1: round(float(same[:, h].mean()), 4) for h in range(args.horizon)}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

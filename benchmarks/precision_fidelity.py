@@ -2,12 +2,13 @@
 
     python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16]
 
-From `--windows` windows of the val split of frame dataset `--data` (one per episode, drawn with
-`--seed`), the world model dreams `--horizon` frames after one real context frame under the real actions,
-greedily, once in fp32 and once under bf16 autocast. Prints JSON: PSNR against the real frames at every
-horizon for both precisions and for copy-last-frame (each from the MSE over all windows), the PSNR of the
-bf16 dream against the fp32 one, the share of frames the two dream identically, and the wall time of each
-(bf16 is emulated, so slow, on CPUs without AVX512-BF16 or AMX: compare speeds with dream_env.py).
+From `--windows` windows of the val split of frame dataset `--data` (drawn with `--seed` from the
+non-overlapping windows of its episodes), the world model dreams `--horizon` frames after one real
+context frame under the real actions, greedily, once in fp32 and once under bf16 autocast. Prints
+JSON: PSNR against the real frames at every horizon for both precisions and for copy-last-frame (each
+from the MSE over all windows), the PSNR of the bf16 dream against the fp32 one, the share of frames
+the two dream identically, and the wall time of each (bf16 is emulated, so slow, on CPUs without
+AVX512-BF16 or AMX: compare speeds with dream_env.py).
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ def windows(data: str, count: int, length: int, seed: int) -> tuple[np.ndarray, 
     for info in read_manifest(data).shards_of("val"):
         arrays = load_shard(data, info)
         for a, b in zip(*episode_bounds(arrays["episode_ids"])):
-            if b - a >= length:
-                start = int(rng.integers(a, b - length + 1))
+            for start in range(a, b - length + 1, length):  # non-overlapping windows of the episode
                 frames.append(np.asarray(arrays["frames"][start : start + length]))
                 actions.append(np.asarray(arrays["actions"][start : start + length - 1], np.int64))
     if len(frames) < count:
-        raise SystemExit(f"{data}: only {len(frames)} val episodes have {length} frames, need {count}")
+        raise SystemExit(f"{data}: the val split holds only {len(frames)} windows of {length} frames, need {count}")
     pick = rng.choice(len(frames), count, replace=False)
     return np.stack([frames[i] for i in pick]), np.stack([actions[i] for i in pick])
 
@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="frame dataset whose val split gives the windows")
     parser.add_argument("--world-model", default=None, help="world-model directory (default: the shipped one)")
-    parser.add_argument("--windows", type=int, default=64, help="windows dreamed (one per val episode)")
+    parser.add_argument("--windows", type=int, default=64, help="windows dreamed")
     parser.add_argument("--horizon", type=int, default=16, help="frames dreamed after the context frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the window draw")
     args = parser.parse_args()

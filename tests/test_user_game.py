@@ -114,6 +114,10 @@ def test_collect_env_id_records_the_game_and_keeps_its_rewards_actions_and_ends(
     assert manifest.complete and manifest.game == GAME and manifest.user_game and manifest.num_actions == 3
     assert manifest.env["env_kwargs"] == {"width": 10} and manifest.env["frame_shape"] == [40, 50, 3]
     assert "aspect not kept" in manifest.env["resize"]
+    from genie_env.data.stats import dataset_summary
+
+    summary = dataset_summary(catch_data)
+    assert summary["game"] == GAME and list(summary["all"]["action_histogram"]) == ["0:0", "1:1", "2:2"]
     eps = episodes(catch_data)
     assert len(eps) >= 10 and manifest.counts["val_episodes"] > 0
     rewards = np.concatenate([e["rewards"] for e in eps.values()])

@@ -22,12 +22,15 @@ def _describe(x: np.ndarray) -> dict[str, float]:
 def dataset_summary(root: str | Path) -> dict[str, Any]:
     """Frames, episodes, return and length stats, success rate and action histogram, per split and overall.
 
-    Success means the episode reached the coin (a positive reward). Episodes cut by the collection
-    budget or a length limit count as truncated.
+    Success means a positive episode return (CoinRun: the coin). Episodes cut by the collection budget or a
+    length limit count as truncated. Actions are named as Procgen's, or numbered for a user's game and latent
+    actions.
     """
     manifest = read_manifest(root)
+    n = manifest.num_actions
+    names = ACTION_MEANINGS if n == NUM_ACTIONS and not manifest.user_game else [str(i) for i in range(n)]
     per_split: dict[str, dict[str, list]] = {s: {"returns": [], "lengths": [], "term": [], "trunc": []} for s in SPLITS}
-    actions = {s: np.zeros(NUM_ACTIONS, np.int64) for s in SPLITS}
+    actions = {s: np.zeros(n, np.int64) for s in SPLITS}
     levels = {s: set() for s in SPLITS}
     for info in manifest.shards:
         arrays = load_shard(root, info, schema_of(manifest))
@@ -38,7 +41,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
             acc["lengths"].append(ends - starts)
             acc["term"].append(np.asarray(arrays["terminations"])[ends - 1])
             acc["trunc"].append(np.asarray(arrays["truncations"])[ends - 1])
-        actions[info.split] += np.bincount(np.asarray(arrays["actions"]), minlength=NUM_ACTIONS)
+        actions[info.split] += np.bincount(np.asarray(arrays["actions"]), minlength=n)[:n]
         levels[info.split].update(np.unique(arrays["level_seeds"]).tolist())
 
     def summarize(splits: tuple[str, ...]) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
 
         returns, lengths = cat("returns", np.float64), cat("lengths", np.int64)
         term, trunc = cat("term", bool), cat("trunc", bool)
-        hist = sum((actions[s] for s in splits), np.zeros(NUM_ACTIONS, np.int64))
+        hist = sum((actions[s] for s in splits), np.zeros(n, np.int64))
         return {
             "frames": int(lengths.sum()),
             "episodes": len(lengths),
@@ -58,7 +61,7 @@ def dataset_summary(root: str | Path) -> dict[str, Any]:
             "success_rate": float((returns > 0).mean()) if len(returns) else float("nan"),
             "return": _describe(returns),
             "length": _describe(lengths),
-            "action_histogram": {f"{i}:{ACTION_MEANINGS[i]}": int(c) for i, c in enumerate(hist)},
+            "action_histogram": {f"{i}:{names[i]}": int(c) for i, c in enumerate(hist)},
         }
 
     return {

@@ -45,6 +45,19 @@ def test_every_stage_records_fruitbot_and_the_reward_head_holds_its_rewards(frui
         assert result["game"] == "fruitbot" and result["episodes"] == 4
 
 
+def test_eval_dynamics_scores_which_fruitbot_reward_the_model_predicts(fruitbot):
+    from genie_env.evaluate.dynamics import evaluate_dynamics
+    from genie_env.models import load_dynamics, load_tokenizer
+
+    model, tokenizer = load_dynamics(fruitbot / "dynamics_self_forcing_r2"), load_tokenizer(fruitbot / "tokenizer")
+    result = evaluate_dynamics(model, tokenizer, fruitbot / "tokens", fruitbot / "data", context=2, horizon=4,
+                               windows=4, dreamed_leads=(), progress=False)  # fmt: skip
+    assert -4.0 in result["reward_values"] and 1.0 in result["reward_values"]
+    report = result["reward_value"]
+    assert report["rewarded_transitions"] > 0 and 0 <= report["value_accuracy"] <= 1
+    assert set(report["per_value"]) <= {"-8", "-4", "-3", "1", "2"} and report["expected_reward_mae"] >= 0
+
+
 def test_the_fruitbot_dream_has_the_real_spaces_and_rewards_from_its_support(fruitbot):
     model = str(fruitbot / "world_model_r2")
     env = gymnasium.make("GenieProcgen-v0", world_model=model, events="threshold")

@@ -124,3 +124,17 @@ def test_a_support_without_zero_or_out_of_order_is_refused():
         DynamicsConfig(reward_values=(1.0, 10.0))
     with pytest.raises(ValueError, match="strictly increasing"):
         DynamicsConfig(reward_values=(0.0, 10.0, 1.0))
+
+
+def test_the_reward_value_report_scores_which_reward_and_its_expected_size():
+    from genie_env.evaluate.dynamics import reward_values_report
+
+    values = np.array([-4.0, 0.0, 1.0])
+    dist = np.array([[0.0, 1.0, 0.0], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    rewards = np.array([0.0, 1.0, -4.0, -4.0])  # the last: the model bets on +1 where -4 came
+    report = reward_values_report(dist, values, rewards)
+    assert report["rewarded_transitions"] == 3 and report["value_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert report["per_value"] == {"-4": {"transitions": 2, "value_accuracy": 0.5},
+                                   "1": {"transitions": 1, "value_accuracy": 1.0}}  # fmt: skip
+    expected = dist @ values
+    assert report["expected_reward_mae"] == pytest.approx(np.abs(expected - rewards).mean(), abs=1e-5)

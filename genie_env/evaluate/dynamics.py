@@ -57,14 +57,39 @@ def _episodes(tokens_root: str | Path, split: str) -> list[dict[str, np.ndarray]
     return episodes
 
 
+def reward_values_report(dist: np.ndarray, values: np.ndarray, rewards: np.ndarray) -> dict[str, Any]:
+    """How well the reward distributions dist float (N, R) over `values` predict the real `rewards` (N,):
+    on the rewarded transitions, how often the likeliest non-zero value is the real reward (per value too),
+    and the mean absolute error of the expected reward there and over every transition."""
+    expected = dist @ values
+    rewarded = rewards != 0
+    nonzero = values != 0
+    out: dict[str, Any] = {"rewarded_transitions": int(rewarded.sum()),
+                           "expected_reward_mae": round(float(np.abs(expected - rewards).mean()), 5)}  # fmt: skip
+    if rewarded.any() and nonzero.any():
+        likeliest = values[nonzero][dist[rewarded][:, nonzero].argmax(1)]
+        hit = np.isclose(likeliest, rewards[rewarded])
+        out["value_accuracy"] = round(float(hit.mean()), 4)
+        out["expected_reward_mae_rewarded"] = round(float(np.abs(expected - rewards)[rewarded].mean()), 5)
+        real = rewards[rewarded]
+        out["per_value"] = {}
+        for v in np.unique(real):
+            sel = real == v
+            out["per_value"][f"{v:g}"] = {
+                "transitions": int(sel.sum()),
+                "value_accuracy": round(float(hit[sel].mean()), 4),
+            }
+    return out
+
+
 @torch.no_grad()
-def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
-                        progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Reward (any non-zero reward: CoinRun's coin) and termination probabilities for every transition of
-    every episode of `split`, generated as in a dream (real frames in, next frame masked, KV cache);
-    returns (reward_p, term_p, labels (N, 2))."""
+def observed_events(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
+                    progress: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
+    """The predicted events of every transition of every episode of `split`, generated as in a dream (real
+    frames in, next frame masked, KV cache): `reward_dist` float64 (N, R) over the model's `reward_values`,
+    `termination_p` (N,), and the real `rewards` (N,) and `terminations` (N,)."""
     episodes = _episodes(tokens_root, split)
-    reward_p, term, labels = [], [], []
+    out: dict[str, list] = {"reward_dist": [], "termination_p": [], "rewards": [], "terminations": []}
     for i in tqdm(range(0, len(episodes), batch), desc="events", unit="batch", disable=not progress):
         group = episodes[i : i + batch]
         length = max(len(e["actions"]) for e in group)
@@ -74,13 +99,28 @@ def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: st
             toks[j, : len(e["actions"])] = torch.from_numpy(e["tokens"].astype(np.int64)).flatten(1)
             acts[j, : len(e["actions"])] = torch.from_numpy(np.array(e["actions"], np.int64))
         cache = model.new_cache(len(group))
-        probs = torch.stack([model.observe(cache, toks[:, t], acts[:, t]) for t in range(length)], 1).numpy()
+        steps = [model.observe_events(cache, toks[:, t], acts[:, t]) for t in range(length)]
+        dist = torch.stack([d for d, _ in steps], 1).numpy()
+        term = torch.stack([t for _, t in steps], 1).numpy()
         for j, e in enumerate(group):
             n = len(e["actions"])
-            reward_p.append(probs[j, :n, 0])
-            term.append(probs[j, :n, 1])
-            labels.append(np.stack([e["rewards"] != 0, e["terminations"]], 1))
-    return np.concatenate(reward_p), np.concatenate(term), np.concatenate(labels)
+            out["reward_dist"].append(dist[j, :n].astype(np.float64))
+            out["termination_p"].append(term[j, :n])
+            out["rewards"].append(np.asarray(e["rewards"], np.float64))
+            out["terminations"].append(np.asarray(e["terminations"], bool))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def event_probabilities(model: DynamicsModel, tokens_root: str | Path, split: str = "val", batch: int = 32,
+                        progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Reward (any non-zero reward: CoinRun's coin) and termination probabilities for every transition of
+    `split` (see `observed_events`); returns (reward_p, term_p, labels (N, 2))."""
+    return _event_arrays(model, observed_events(model, tokens_root, split, batch, progress))
+
+
+def _event_arrays(model: DynamicsModel, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    reward_p = model.rewarded_probability(torch.from_numpy(obs["reward_dist"]).float()).numpy()
+    return reward_p, obs["termination_p"], np.stack([obs["rewards"] != 0, obs["terminations"]], 1)
 
 
 @torch.no_grad()
@@ -169,7 +209,8 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
             gif = (target[0].numpy(), decoded["dream"][0].numpy())
     horizons = [h for h in HORIZONS if h <= horizon]
     psnr = {name: {h: round(e[h - 1].psnr, 3) for h in horizons} for name, e in errs.items()}
-    reward_p, term_p, labels = event_probabilities(model, tokens_root, progress=progress)
+    observed = observed_events(model, tokens_root, progress=progress)
+    reward_p, term_p, labels = _event_arrays(model, observed)
     result: dict[str, Any] = {
         "windows": len(pick),
         "context": context,
@@ -187,6 +228,10 @@ def evaluate_dynamics(model: DynamicsModel, tokenizer: Tokenizer, tokens_root: s
         "beats_copy_baseline": {h: psnr["dream"][h] > psnr["copy"][h] for h in horizons},
         # "reward": P(a non-zero reward) against whether one came (for CoinRun: the coin)
         "reward_values": list(model.cfg.reward_values),
+        # which reward: the likeliest non-zero value against the real one, and the expected reward's error
+        "reward_value": reward_values_report(
+            observed["reward_dist"], np.asarray(model.cfg.reward_values), observed["rewards"]
+        ),
         "reward": _classification(reward_p, labels[:, 0]),
         "termination": _classification(term_p, labels[:, 1]),
         "dreamed_events": {},

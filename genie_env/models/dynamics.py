@@ -280,10 +280,18 @@ class DynamicsModel(nn.Module):
         taken on. The next slot is the one `step` then generates (or a later `observe` fills). Returns the
         transition's probabilities float32 (B, 2) of a non-zero reward and of termination, as a dream would
         predict them."""
+        reward, term = self.observe_events(cache, prev, action)
+        return torch.stack([self.rewarded_probability(reward), term], 1)
+
+    @torch.no_grad()
+    def observe_events(
+        self, cache: KVCache, prev: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`observe`, returning the transition's whole reward distribution float32 (B, R) over
+        `reward_values` and its termination probability (B,)."""
         current = torch.full_like(prev, self.cfg.mask_id)
         events = self(prev[:, None], current[:, None], action[:, None], cache=cache).events[:, 0]
-        reward, term = self.event_probabilities(events)
-        return torch.stack([self.rewarded_probability(reward), term], 1)
+        return self.event_probabilities(events)
 
     @torch.no_grad()
     def prime(self, cache: KVCache, context: torch.Tensor, context_actions: torch.Tensor) -> None:

@@ -135,15 +135,21 @@ def test_collect_env_id_records_the_game_and_keeps_its_rewards_actions_and_ends(
 def test_a_killed_user_game_collection_resumes_without_playing_an_episode_twice(tmp_path):
     out = tmp_path / "killed"
     code = f"""
-import os, signal, sys
+import os, signal, sys, time
 sys.path.insert(0, {os.getcwd()!r})
 from tests.test_user_game import user_collect
+from genie_env.data.manifest import read_manifest
 import genie_env.agents.policies as policies
 act = policies.StickyPolicy.act
 steps = [0]
 def killing_act(self, frames, first):
+    # at step 150 (600 of 1200 frames: a 300-frame shard has gone to the writer) wait for the writer's
+    # first commit, then die: a kill after a commit and before the end, however slow the writer thread is
     steps[0] += 1
-    if steps[0] == 200:
+    if steps[0] == 150:
+        deadline = time.time() + 120
+        while not read_manifest({str(out)!r}).shards and time.time() < deadline:
+            time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
     return act(self, frames, first)
 policies.StickyPolicy.act = killing_act

@@ -22,14 +22,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 from PIL import Image
 
-from genie_env.games import FRAME_SHAPE
+from genie_env.games import FRAME_SHAPE, MAX_RAND_SEED, LevelConfig, check_actions
 
 RESIZE = "stretched to 64x64 (aspect not kept): box filter when shrinking, nearest neighbour when enlarging"
 EPISODE_SEED_BASE, EPISODE_SEED_STRIDE = 1_000_000_000, 1_000_000
@@ -92,46 +95,123 @@ def resize_frame(frame: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((w, h), method), np.uint8)
 
 
+class ResizeFrames(gymnasium.ObservationWrapper):
+    """A user's env with 64x64 frames (`resize_frame`), so an agent trained in its dream plays it unchanged."""
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        self.observation_space = spaces.Box(0, 255, FRAME_SHAPE, np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return resize_frame(observation)
+
+
+class UserGameVectorEnv(VectorEnv):
+    """N copies of a user's env with 64x64 frames (`ResizeFrames`), as `ProcgenVectorEnv` plays Procgen: what
+    agents train on (`genie train-agent --env real --game ID`) and are evaluated on, and what a collection
+    steps (through `UserGameBatch`). Finished episodes restart within the same step
+    (`AutoresetMode.SAME_STEP`, last frame in `info["final_obs"]`), each with a reset seed drawn from
+    `levels`' range (`start_level` .. + `num_levels`; unbounded when 0) by the generator `reset(seed=s)`
+    seeds, or taken from `next_seed()` when given (a collection's sequential seeds). `info` holds each
+    env's `level_seed` (of the episode that just ended, where one did) and `prev_level_complete`: 1 where
+    the episode that just ended had a positive return (the nearest a game of unknown rules comes to
+    "level completed")."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int, env_id: str, env_kwargs: dict[str, Any] | None = None,
+                 levels: LevelConfig | None = None, next_seed: Callable[[], int] | None = None) -> None:  # fmt: skip
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.envs = [ResizeFrames(make_user_env(env_id, env_kwargs)) for _ in range(num_envs)]
+        self.game, self.num_envs = env_id, num_envs
+        self.levels = levels or LevelConfig()
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.level_seeds = np.zeros(num_envs, np.int64)
+        self.returns = np.zeros(num_envs, np.float64)
+        self.rng = np.random.default_rng()
+        self.next_seed = next_seed
+
+    def _draw_seed(self) -> int:
+        if self.next_seed is not None:
+            return int(self.next_seed())
+        lv = self.levels
+        if lv.num_levels > 0:
+            return lv.start_level + int(self.rng.integers(lv.num_levels))
+        return int(self.rng.integers(MAX_RAND_SEED))
+
+    def _start(self, i: int) -> np.ndarray:
+        self.level_seeds[i], self.returns[i] = self._draw_seed(), 0.0
+        return self.envs[i].reset(seed=int(self.level_seeds[i]))[0]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.rng = np.random.default_rng(seed)
+        frames = np.stack([self._start(i) for i in range(self.num_envs)])
+        return frames, {"level_seed": self.level_seeds.copy()}
+
+    def step(self, actions):
+        actions = check_actions(actions, self.num_envs, int(self.single_action_space.n))
+        frames = np.empty((self.num_envs, *FRAME_SHAPE), np.uint8)
+        rewards = np.zeros(self.num_envs, np.float32)
+        terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        info: dict[str, Any] = {
+            "level_seed": self.level_seeds.copy(),
+            "prev_level_complete": np.zeros(self.num_envs, np.int32),
+        }
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i, env in enumerate(self.envs):
+            frames[i], rewards[i], terminated[i], truncated[i], _ = env.step(int(actions[i]))
+            self.returns[i] += rewards[i]
+            if terminated[i] or truncated[i]:
+                info["prev_level_complete"][i] = int(self.returns[i] > 0)
+                final_obs[i] = frames[i].copy()
+                frames[i] = self._start(i)
+        done = terminated | truncated
+        if done.any():
+            info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+        return frames, rewards, terminated, truncated, info
+
+    def close_extras(self, **kwargs) -> None:
+        for env in self.envs:
+            env.close()
+
+
 class UserGameBatch:
-    """N copies of a user's env stepped in turn behind procgen's gym3 interface, which the collector drives:
-    `act`, `observe` -> (rewards, {"rgb": frames}, first) and `get_info`. An episode that ends is reset
-    at once (its last reward is reported with the first frame of the next one, `first` set), with the next
-    episode seed; `get_info` gives each env's `level_seed` (its episode's seed) and whether the episode that
-    just ended was `prev_truncated` (cut by the env's time limit) rather than terminated."""
+    """`UserGameVectorEnv` behind procgen's gym3 interface, which the collector drives: `act`, `observe` ->
+    (rewards, {"rgb": frames}, first) and `get_info`. An episode that ends is reset at once (its last reward
+    is reported with the first frame of the next one, `first` set) with the next episode seed
+    (`EPISODE_SEED_BASE + seed * EPISODE_SEED_STRIDE + k`, k counting the episodes started); `get_info`
+    gives each env's `level_seed` (its current episode's seed) and whether the episode that just ended was
+    `prev_truncated` (cut by the env's time limit) rather than terminated."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], num: int, seed: int, episodes_started: int = 0) -> None:
-        self.envs = [make_user_env(env_id, env_kwargs) for _ in range(num)]
-        self.num_actions = int(self.envs[0].action_space.n)
         self.base, self.started = EPISODE_SEED_BASE + seed * EPISODE_SEED_STRIDE, episodes_started
-        self.level_seeds = np.zeros(num, np.int64)
-        self.truncated = np.zeros(num, bool)
+        self.venv = UserGameVectorEnv(num, env_id, env_kwargs, next_seed=self._next_seed)
+        self.frames, _ = self.venv.reset()
         self.rewards = np.zeros(num, np.float32)
-        self.first = np.ones(num, bool)
-        self.frames = np.stack([self._reset(i) for i in range(num)])
+        self.first, self.truncated = np.ones(num, bool), np.zeros(num, bool)
 
-    def _reset(self, i: int) -> np.ndarray:
-        self.level_seeds[i] = self.base + self.started
+    def _next_seed(self) -> int:
         self.started += 1
-        obs, _ = self.envs[i].reset(seed=int(self.level_seeds[i]))
-        return resize_frame(obs)
+        return self.base + self.started - 1
 
     def act(self, actions: np.ndarray) -> None:
-        for i, (env, action) in enumerate(zip(self.envs, actions)):
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            self.rewards[i] = reward
-            self.first[i] = terminated or truncated
-            self.truncated[i] = truncated and not terminated
-            self.frames[i] = self._reset(i) if self.first[i] else resize_frame(obs)
+        self.frames, self.rewards, terminated, truncated, _ = self.venv.step(actions)
+        self.first, self.truncated = terminated | truncated, truncated & ~terminated
 
     def observe(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         return self.rewards.copy(), {"rgb": self.frames.copy()}, self.first.copy()
 
     def get_info(self) -> list[dict[str, Any]]:
-        return [{"level_seed": int(s), "prev_truncated": bool(t)} for s, t in zip(self.level_seeds, self.truncated)]
+        return [
+            {"level_seed": int(s), "prev_truncated": bool(t)} for s, t in zip(self.venv.level_seeds, self.truncated)
+        ]
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.venv.close()
 
 
 def user_game_record(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:

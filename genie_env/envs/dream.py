@@ -24,6 +24,7 @@ from genie_env.data.context import ContextSource
 from genie_env.envs.real import vector_seeds
 from genie_env.games import (
     ACTION_MEANINGS,
+    DEFAULT_GAME,
     ENDS_ON_REWARD,
     FRAME_SHAPE,
     NUM_ACTIONS,
@@ -55,7 +56,7 @@ def _resolve(world_model, game: str | None, procgen: bool, device, precision: st
         if world_model is None and not procgen:
             raise ValueError("GenieEnv-v0 needs world_model=DIR (a world model directory, e.g. a pipeline's "
                              "world_model_r2) or a WorldModel")  # fmt: skip
-        model_dir = Path(world_model) if world_model is not None else shipped_model_dir(game or "coinrun")
+        model_dir = Path(world_model) if world_model is not None else shipped_model_dir(game or DEFAULT_GAME)
         wm = load_world_model(model_dir, device, precision)
     if game is not None and wm.game != game:
         raise ValueError(f"world model {model_dir or '(given)'} is of {wm.game}, not {game}: pass a world model "
@@ -189,7 +190,8 @@ class GenieEnv(gym.Env):
     shipped default model.
 
     ## Action space
-    `Discrete(15)`, as in `Procgen-v0`: procgen's button combos, names in `ACTION_MEANINGS`.
+    `Discrete(15)` for a Procgen world model, as in `Procgen-v0`: procgen's button combos, names in
+    `ACTION_MEANINGS`; `Discrete(N)` for a model of a user's game or of N latent actions.
 
     ## Observation space
     `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB: the decoded dreamed frame.
@@ -218,8 +220,8 @@ class GenieEnv(gym.Env):
     `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
     `world_model` (a directory, a `WorldModel`, or None for the model shipped for `game` in
     `genie_env/assets/<game>/`; a world model of another game is refused), `device`, `precision` ("auto",
-    the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16")
-    (fp32 or bf16), `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
+    the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16"),
+    `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
     `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`.
     """
 

@@ -16,6 +16,13 @@ from genie_env.data.manifest import Manifest  # noqa: E402
 TINY = dict(frames=1500, num_envs=8, shard_frames=200, max_episode_frames=100, seed=7, progress=False, val_fraction=0.3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_logs_in_tmp(tmp_path_factory) -> None:
+    """SB3 makes an (empty) `SB3-<date>` folder in the system's temp dir for every `learn()` without a
+    TensorBoard folder; the tests' (and the examples they run) go to pytest's temp dir instead."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+
+
 def collect_with_policy(cfg: CollectConfig) -> Manifest:
     """`collect` with the behaviour policy the config names (what `genie collect` runs)."""
     return collect(cfg, collection_policy(cfg))

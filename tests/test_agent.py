@@ -13,7 +13,7 @@ from gymnasium import spaces
 import genie_env
 from genie_env.agents.networks import ImpalaCNN
 from genie_env.agents.policies import load_agent
-from genie_env.agents.train import AgentConfig, train_agent
+from genie_env.agents.train import AgentConfig, make_vec_env, train_agent
 
 # a few hundred steps: enough for two PPO updates and a checkpoint, seconds on 2 cores
 SMALL = dict(steps=256, num_envs=4, n_steps=32, batch_size=64, n_epochs=1, checkpoint_every=128)
@@ -35,6 +35,65 @@ def test_train_agent_in_the_dream_writes_a_loadable_agent_and_its_bookkeeping(ti
     assert levels == wm_levels["level_seeds"]
     assert (tmp_path / "run" / "checkpoints" / "latest.zip").exists()
     assert any((tmp_path / "run" / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_dyna_mixes_real_levels_into_the_dream_and_counts_their_frames(tiny_world_model, tmp_path):
+    cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), horizon=8, precision="fp32", real_envs=1,
+                      temperature=1.0, maskgit_steps=2, **SMALL)  # fmt: skip
+    env = make_vec_env(cfg)
+    real, dream = env.venv.parts
+    assert (real.num_envs, dream.num_envs) == (1, 3)
+    assert (dream.venv.dream.temperature, dream.venv.dream.steps) == (1.0, 2)
+    env.close()
+    train_agent(cfg, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    wm_levels = json.loads((tiny_world_model / "levels.json").read_text())
+    # 256 steps over 4 envs: 64 of them on the real game, 192 dreamed
+    assert record["dream_frames"] == 192 and record["real_frames"] == wm_levels["frames"] + 64
+    levels = set(json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"])
+    assert levels > set(wm_levels["level_seeds"])  # the real env's levels are recorded too
+
+
+def test_real_returns_are_logged_for_the_dyna_envs_only():
+    from types import SimpleNamespace
+
+    from stable_baselines3.common.logger import Logger
+
+    from genie_env.agents.train import _RealReturns
+
+    callback = _RealReturns(2)
+    callback.model = SimpleNamespace(logger=Logger(folder=None, output_formats=[]))
+    callback.locals = {"infos": [{"episode": {"r": 10.0, "l": 50}}, {}, {"episode": {"r": 99.0, "l": 3}}]}
+    callback._on_step()
+    callback.locals = {"infos": [{}, {"episode": {"r": 0.0, "l": 30}}, {}]}
+    callback._on_step()
+    values = callback.model.logger.name_to_value
+    assert values["dyna/real_ep_rew_mean"] == 5.0 and values["dyna/real_ep_len_mean"] == 40.0
+
+
+def test_concat_vec_env_matches_one_vec_env_of_all_its_envs():
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from genie_env.envs.sb3 import ConcatVecEnv
+
+    def make(n):
+        return DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(n)])
+
+    whole, parts = make(5), ConcatVecEnv([make(2), make(3)])
+    whole.seed(3), parts.seed(3)
+    assert parts.num_envs == 5
+    np.testing.assert_array_equal(parts.reset(), whole.reset())
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # long enough for episodes to end and autoreset
+        actions = rng.integers(0, 2, 5)
+        a, b = parts.step(actions), whole.step(actions)
+        for x, y in zip(a[:3], b[:3]):
+            np.testing.assert_array_equal(x, y)
+        assert [sorted(i) for i in a[3]] == [sorted(i) for i in b[3]]
+    assert parts.get_attr("spec", [1, 4]) == whole.get_attr("spec", [1, 4])
+    with pytest.raises(ValueError, match="same spaces"):
+        ConcatVecEnv([make(1), DummyVecEnv([lambda: gym.make("MountainCar-v0")])])
 
 
 def test_train_agent_on_the_real_game_records_its_levels_and_resumes(tmp_path):
@@ -82,6 +141,11 @@ def test_agent_config_rejects_bad_values_naming_the_flag():
         AgentConfig(features="resnet")
     with pytest.raises(ValueError, match="--batch-size"):
         AgentConfig(num_envs=2, n_steps=8, batch_size=64)
+    with pytest.raises(ValueError, match="--temperature"):
+        AgentConfig(temperature=-1.0)
+    for bad in (dict(env="real", real_envs=2), dict(num_envs=4, real_envs=4, batch_size=256)):
+        with pytest.raises(ValueError, match="--real-envs"):
+            AgentConfig(**bad)
 
 
 def test_load_agent_names_a_missing_or_corrupt_file(tmp_path):

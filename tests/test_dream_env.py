@@ -172,6 +172,21 @@ def test_expected_events_reward_the_coin_probability(tiny_world_model):
         GenieCoinRunEnv(str(tiny_world_model), events="mean")
 
 
+def test_uncertainty_penalty_lowers_each_reward_by_the_dreamed_frames_entropy(tiny_world_model):
+    plain = GenieCoinRunVectorEnv(3, str(tiny_world_model), events="expected", precision="fp32")
+    penalised = GenieCoinRunVectorEnv(3, str(tiny_world_model), events="expected", precision="fp32",
+                                      uncertainty_penalty=0.5)  # fmt: skip
+    plain.reset(seed=4), penalised.reset(seed=4)
+    for actions in ([1, 7, 4], [0, 0, 9]):
+        obs, reward, *_, info = plain.step(np.array(actions))
+        obs_p, reward_p, *_, info_p = penalised.step(np.array(actions))
+        np.testing.assert_array_equal(obs, obs_p)  # the same dream
+        assert "token_entropy" not in info and (info_p["token_entropy"] > 0).all()
+        np.testing.assert_allclose(reward_p, reward - 0.5 * info_p["token_entropy"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="uncertainty_penalty must be >= 0"):
+        GenieCoinRunEnv(str(tiny_world_model), uncertainty_penalty=-1.0)
+
+
 @pytest.mark.parametrize("events", ["threshold", "sample", "expected"])
 def test_a_dreamed_coin_ends_the_episode_in_every_events_mode(tiny_world_model, events, monkeypatch):
     env = GenieCoinRunEnv(str(tiny_world_model), events=events)

@@ -61,6 +61,22 @@ def test_rollout_with_kv_cache_equals_recomputing_without_it():
     assert torch.equal(cached, torch.stack(frames[3:], 1))
 
 
+@pytest.mark.parametrize("steps", [1, 3])
+def test_token_entropy_is_each_tokens_predictive_entropy_at_the_pass_that_committed_it(steps):
+    m = model()
+    tokens, actions = data()
+    with torch.no_grad():
+        out = m.step(m.new_cache(2), tokens[:, 0], actions[:, 0], steps=steps, entropy=True)
+        plain = m.step(m.new_cache(2), tokens[:, 0], actions[:, 0], steps=steps)
+        assert plain.token_entropy is None and torch.equal(out.tokens, plain.tokens)  # asking changes nothing else
+        assert out.token_entropy.shape == (2,)
+        assert (0 < out.token_entropy).all() and (out.token_entropy < torch.log(torch.tensor(16.0))).all()
+        if steps == 1:  # one pass commits every token: the entropy of the full masked prediction
+            prev = tokens[:, :1]
+            logp = torch.log_softmax(m(prev, torch.full_like(prev, TINY.mask_id), actions[:, :1]).logits[:, 0], -1)
+            torch.testing.assert_close(out.token_entropy, -(logp.exp() * logp).sum(-1).mean(-1))
+
+
 def test_bf16_cached_step_keeps_a_float32_cache_and_matches_the_uncached_forward():
     m = model()
     tokens, actions = data(t=4)

@@ -30,7 +30,7 @@ from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
 from genie_env.data.context import ResetFrom
 from genie_env.envs.dream import Events, GenieProcgenVectorEnv, GenieVectorEnv
-from genie_env.envs.sb3 import SB3VecEnv
+from genie_env.envs.sb3 import ConcatVecEnv, SB3VecEnv
 from genie_env.envs.user import real_vector_env
 from genie_env.games import DEFAULT_GAME, DistributionMode, LevelConfig, check_any_game, is_user_game
 from genie_env.user_game import parse_env_kwargs
@@ -89,6 +89,17 @@ class AgentConfig:
     probability is >= 0.5) or sample (draws)"""
     precision: Precision = "fp32"
     """dream inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without)"""
+    temperature: float = 0.0
+    """dream sampling temperature of the predicted tokens: 0 takes the likeliest (one deterministic future per
+    start and actions); > 0 draws each dream's future, so every episode is a slightly different simulator"""
+    maskgit_steps: int = 1
+    """MaskGIT refinement steps per dreamed frame (1 = one pass)"""
+    uncertainty_penalty: float = 0.0
+    """dream rewards lowered by this times the model's mean per-token entropy (nats) of each dreamed frame, so
+    the agent gains nothing from states the model is unsure of (0 = no penalty)"""
+    real_envs: int = 0
+    """Dyna: of --num-envs, this many step the real game (training levels) beside the dreams, so every update
+    mixes real and dreamed steps; their frames count as real frames (0 = dreams only)"""
     device: str = "cpu"
     """device of the policy network and of the world model"""
     n_steps: int = 128
@@ -137,6 +148,11 @@ class AgentConfig:
             raise ValueError(f"--env-kwargs are for a game of your own: {self.game} is a Procgen game")
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
+        if self.temperature < 0 or self.maskgit_steps < 1 or self.uncertainty_penalty < 0:
+            raise ValueError("--temperature and --uncertainty-penalty must be >= 0, --maskgit-steps >= 1")
+        if self.real_envs and (self.env != "dream" or not 0 < self.real_envs < self.num_envs):
+            raise ValueError(f"--real-envs {self.real_envs} needs --env dream and 0 < --real-envs < --num-envs "
+                             f"({self.num_envs}): the other envs dream")  # fmt: skip
         if self.algo == "ppo" and self.batch_size > self.n_steps * self.num_envs:
             raise ValueError(
                 f"--batch-size {self.batch_size} exceeds one rollout of {self.n_steps * self.num_envs} steps "
@@ -152,18 +168,22 @@ def algorithm_class(name: str) -> type[OnPolicyAlgorithm]:
 
 
 def make_vec_env(cfg: AgentConfig) -> VecEnv:
-    """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), with
-    SB3's `VecMonitor` keeping the episode statistics."""
-    if cfg.env == "real":
-        venv = real_vector_env(cfg.game, cfg.num_envs, LevelConfig(cfg.distribution_mode), cfg.env_kwargs)
-    else:
+    """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), or
+    with --real-envs K the K real levels first and N - K dreams after them (`ConcatVecEnv`), with SB3's
+    `VecMonitor` keeping the episode statistics."""
+    real = cfg.num_envs if cfg.env == "real" else cfg.real_envs
+    parts = []
+    if real:
+        parts.append(SB3VecEnv(real_vector_env(cfg.game, real, LevelConfig(cfg.distribution_mode), cfg.env_kwargs)))
+    if cfg.env == "dream":
         dream = GenieVectorEnv if is_user_game(cfg.game) else GenieProcgenVectorEnv
-        venv = dream(
-            cfg.num_envs, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
-            context=_context_arg(cfg.context), reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
-            events=cfg.events, game=cfg.game,
-        )  # fmt: skip
-    env = SB3VecEnv(venv)
+        parts.append(SB3VecEnv(dream(
+            cfg.num_envs - real, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
+            sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=_context_arg(cfg.context),
+            reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events, game=cfg.game,
+            uncertainty_penalty=cfg.uncertainty_penalty,
+        )))  # fmt: skip
+    env = parts[0] if len(parts) == 1 else ConcatVecEnv(parts)
     env.seed(cfg.seed)
     return VecMonitor(env)
 
@@ -241,6 +261,23 @@ class _TimeLimit(BaseCallback):
             return True
         logger.info("--max-minutes reached at %d steps: stopping", self.num_timesteps)
         return False
+
+
+class _RealReturns(BaseCallback):
+    """With Dyna's real envs (the first `num` of the batch): their episodes' mean return and length in
+    TensorBoard (`dyna/real_ep_rew_mean`, `dyna/real_ep_len_mean`) beside the dreams' and real ones' mixed
+    `rollout/ep_rew_mean`."""
+
+    def __init__(self, num: int) -> None:
+        super().__init__()
+        self.num = num
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"][: self.num]:
+            if "episode" in info:
+                self.logger.record_mean("dyna/real_ep_rew_mean", info["episode"]["r"])
+                self.logger.record_mean("dyna/real_ep_len_mean", info["episode"]["l"])
+        return True
 
 
 class _Bookkeeping(BaseCallback):
@@ -338,6 +375,8 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
     callbacks: list[BaseCallback] = [book]
     if progress:
         callbacks.append(_Progress(cfg.steps, done_before))
+    if cfg.real_envs:
+        callbacks.append(_RealReturns(cfg.real_envs))
     if cfg.max_minutes:
         callbacks.append(_TimeLimit(cfg.max_minutes))
     if cfg.eval_every:
@@ -358,8 +397,11 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
 
 def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None) -> None:
     """RUN/config.json: the config, progress, and the real and dreamed frames the agent cost."""
-    real_frames = steps_done if cfg.env == "real" else world_model_frames
+    real_steps = steps_done if cfg.env == "real" else steps_done * cfg.real_envs // cfg.num_envs  # Dyna's real envs
+    real_frames = (
+        real_steps if cfg.env == "real" else None if world_model_frames is None else world_model_frames + real_steps
+    )
     atomic_write_json(run / "config.json", {
         "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
-        "real_frames": real_frames, "dream_frames": steps_done if cfg.env == "dream" else 0, "wall_s": wall_s,
+        "real_frames": real_frames, "dream_frames": steps_done - real_steps, "wall_s": wall_s,
     })  # fmt: skip

@@ -115,10 +115,13 @@ class DreamBatch:
     """N dreams stepped in one batched model call: per-env KV-cache rows, tokens, counters, generators."""
 
     def __init__(self, wm: WorldModel, source: ContextSource, num: int, steps: int = 1, temperature: float = 0.0,
-                 events: str = "threshold") -> None:  # fmt: skip
+                 events: str = "threshold", uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
         if events not in EVENT_MODES:
             raise ValueError(f"unknown events mode {events!r}: use one of {EVENT_MODES}")
+        if not uncertainty_penalty >= 0:
+            raise ValueError(f"uncertainty_penalty must be >= 0, got {uncertainty_penalty}")
         self.wm, self.source, self.num, self.events = wm, source, num, events
+        self.uncertainty_penalty = float(uncertainty_penalty)
         self.set_sampling(steps, temperature)
         dyn = wm.dynamics
         _warn_if_too_big(dyn.cache_bytes(num), num)
@@ -161,7 +164,8 @@ class DreamBatch:
         act = torch.as_tensor(actions, dtype=torch.long, device=wm.device)
         gens = self.generators if self.temperature > 0 else None
         with wm.autocast():
-            out = wm.dynamics.step(self.cache, self.prev, act, self.steps, self.temperature, gens)
+            out = wm.dynamics.step(self.cache, self.prev, act, self.steps, self.temperature, gens,
+                                   entropy=self.uncertainty_penalty > 0)  # fmt: skip
         self.prev = out.tokens
         grid = wm.tokenizer.cfg.grid
         self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid))[:, 0]
@@ -180,6 +184,9 @@ class DreamBatch:
             terminated = terminated | rewarded
         self.dream_step += 1
         info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy()}
+        if self.uncertainty_penalty:  # the model's doubt about the frame costs reward (as MOPO's penalty)
+            info["token_entropy"] = out.token_entropy.float().cpu().numpy()
+            rewards = rewards - self.uncertainty_penalty * info["token_entropy"]
         return self.frames.copy(), rewards.astype(np.float32), terminated, info
 
 
@@ -213,8 +220,13 @@ class GenieEnv(gym.Env):
     list of them, a `.npz` or an array) and seeds all sampling, so the same seed and actions give the
     same dream.
 
+    With `uncertainty_penalty=c > 0`, every reward is lowered by c times the model's mean per-token
+    entropy (nats) of the frame it dreamed, so a policy gains nothing from steering into states the model
+    is unsure of (MOPO's penalised model, with the predictive entropy standing in for an ensemble's spread).
+
     ## Info
-    `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`.
+    `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`,
+    and with an uncertainty penalty `token_entropy`.
 
     ## Kwargs
     `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
@@ -222,7 +234,8 @@ class GenieEnv(gym.Env):
     `genie_env/assets/<game>/`; a world model of another game is refused), `device`, `precision` ("auto",
     the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16"),
     `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
-    `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`.
+    `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`,
+    `uncertainty_penalty` (keyword-only, default 0).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -231,14 +244,16 @@ class GenieEnv(gym.Env):
     def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "auto",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
-                 render_mode: str | None = None, *, game: str | None = None) -> None:  # fmt: skip
+                 render_mode: str | None = None, *, game: str | None = None,
+                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
-        self.dream = DreamBatch(wm, source, 1, events=events, **(sampling or {}))
+        self.dream = DreamBatch(wm, source, 1, events=events, uncertainty_penalty=uncertainty_penalty,
+                                **(sampling or {}))  # fmt: skip
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.observation_space = observation_space()
@@ -307,8 +322,8 @@ class GenieVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
-                 events: str = "threshold", render_mode: str | None = None, *,
-                 game: str | None = None) -> None:  # fmt: skip
+                 events: str = "threshold", render_mode: str | None = None, *, game: str | None = None,
+                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps < 1:
@@ -317,7 +332,8 @@ class GenieVectorEnv(VectorEnv):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
-        self.dream = DreamBatch(wm, source, num_envs, events=events, **(sampling or {}))
+        self.dream = DreamBatch(wm, source, num_envs, events=events, uncertainty_penalty=uncertainty_penalty,
+                                **(sampling or {}))  # fmt: skip
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
         self.single_observation_space = observation_space()
         self.single_action_space = action_space(wm.num_actions)
@@ -374,9 +390,10 @@ class GenieCoinRunEnv(GenieProcgenEnv):
     def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "auto",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
-                 render_mode: str | None = None) -> None:  # fmt: skip
+                 render_mode: str | None = None, *, uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
         super().__init__(world_model, device, precision, sampling, context, context_frames, reset_from,
-                         max_episode_steps, events, render_mode, game="coinrun")  # fmt: skip
+                         max_episode_steps, events, render_mode, game="coinrun",
+                         uncertainty_penalty=uncertainty_penalty)  # fmt: skip
 
 
 class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
@@ -386,6 +403,8 @@ class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
     def __init__(self, num_envs: int, world_model: str | WorldModel | None = None, device: str | None = None,
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
-                 events: str = "threshold", render_mode: str | None = None) -> None:  # fmt: skip
+                 events: str = "threshold", render_mode: str | None = None, *,
+                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
         super().__init__(num_envs, world_model, device, precision, sampling, context, context_frames, reset_from,
-                         max_episode_steps, events, render_mode, game="coinrun")  # fmt: skip
+                         max_episode_steps, events, render_mode, game="coinrun",
+                         uncertainty_penalty=uncertainty_penalty)  # fmt: skip

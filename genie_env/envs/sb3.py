@@ -93,3 +93,75 @@ class SB3VecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices=None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+class ConcatVecEnv(VecEnv):
+    """SB3 `VecEnv`s with the same spaces stepped side by side as one: env indices run through the first
+    one's envs, then the second's, and so on (Dyna's real envs beside the dreams, `AgentConfig.real_envs`).
+    `seed(s)` seeds part k from s plus the number of envs before it, so every env keeps its own seed."""
+
+    def __init__(self, parts: Sequence[VecEnv]) -> None:
+        if not parts:
+            raise ValueError("ConcatVecEnv needs at least one VecEnv")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.observation_space != first.observation_space or part.action_space != first.action_space:
+                raise ValueError(
+                    f"ConcatVecEnv needs parts with the same spaces: {part.observation_space}, {part.action_space} "
+                    f"against {first.observation_space}, {first.action_space}"
+                )
+        self.parts = list(parts)
+        self.bounds = np.cumsum([0] + [p.num_envs for p in self.parts])
+        super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)
+        self.render_mode = first.render_mode
+
+    def _slices(self):
+        return [slice(int(a), int(b)) for a, b in zip(self.bounds[:-1], self.bounds[1:])]
+
+    def reset(self) -> np.ndarray:
+        for part, where in zip(self.parts, self._slices()):
+            seeds = self._seeds[where]
+            if all(s is not None for s in seeds):
+                part.seed(int(seeds[0]))  # the parts seed env i of theirs with seed + i, as SB3 does
+        self._reset_seeds()
+        self._reset_options()
+        return np.concatenate([part.reset() for part in self.parts])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions).reshape(self.num_envs)
+        for part, where in zip(self.parts, self._slices()):
+            part.step_async(actions[where])
+
+    def step_wait(self):
+        results = [part.step_wait() for part in self.parts]
+        obs, rewards, dones = (np.concatenate([r[k] for r in results]) for k in range(3))
+        return obs, rewards, dones, [info for r in results for info in r[3]]
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [image for part in self.parts for image in part.get_images()]
+
+    def _locate(self, indices) -> list[tuple[VecEnv, int]]:
+        """(part, index within it) of each global env index."""
+        out = []
+        for i in self._get_indices(indices):
+            k = int(np.searchsorted(self.bounds, i, side="right")) - 1
+            out.append((self.parts[k], i - int(self.bounds[k])))
+        return out
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [part.get_attr(attr_name, [j])[0] for part, j in self._locate(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        for part, j in self._locate(indices):
+            part.set_attr(attr_name, value, [j])
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [part.env_method(method_name, *method_args, indices=[j], **method_kwargs)[0]
+                for part, j in self._locate(indices)]  # fmt: skip
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices=None) -> list[bool]:
+        return [part.env_is_wrapped(wrapper_class, [j])[0] for part, j in self._locate(indices)]

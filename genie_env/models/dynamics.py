@@ -120,14 +120,17 @@ class DynamicsOutput(NamedTuple):
 
 class StepOutput(NamedTuple):
     """One generated frame: tokens int64 (B, S), reward float (B,) (the expected reward), probabilities
-    float (B,) of a non-zero reward (for CoinRun, of the coin) and of termination, and reward_probs float
-    (B, R), the distribution over the model's `reward_values`."""
+    float (B,) of a non-zero reward (for CoinRun, of the coin) and of termination, reward_probs float
+    (B, R), the distribution over the model's `reward_values`, and (when asked for) token_entropy float (B,):
+    the mean entropy in nats of each token's predicted distribution, taken in the pass that committed it
+    (the model's uncertainty about the frame)."""
 
     tokens: torch.Tensor
     reward: torch.Tensor
     reward_prob: torch.Tensor
     termination_prob: torch.Tensor
     reward_probs: torch.Tensor
+    token_entropy: torch.Tensor | None = None
 
 
 def sample_mask(batch: int, slots: int, tokens: int, low: float, high: float, device=None) -> torch.Tensor:
@@ -331,20 +334,27 @@ class DynamicsModel(nn.Module):
         steps: int = 1,
         temperature: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        entropy: bool = False,
     ) -> StepOutput:
         """Generate the frame after prev int64 (B, S) under action int64 (B,) with K = `steps` MaskGIT
         refinement steps (cosine schedule; temperature 0 = most likely token) and commit it to the cache.
 
         `generator` is one torch.Generator for the batch, or one per batch element (then each row's
-        samples depend only on its own generator, so a row samples the same alone or in any batch)."""
+        samples depend only on its own generator, so a row samples the same alone or in any batch).
+        `entropy` adds `token_entropy` to the output."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         b, s = prev.shape
         current = torch.full_like(prev, self.cfg.mask_id)
+        token_entropy = torch.zeros(b, s, device=prev.device) if entropy else None
         for k in range(steps):
             last = k == steps - 1
             out = self(prev[:, None], current[:, None], action[:, None], cache=cache, commit=last)
             logits = out.logits[:, 0]
+            if entropy:  # of the positions still masked: those this pass may commit
+                logp = torch.log_softmax(logits.float(), -1)
+                still = current == self.cfg.mask_id
+                token_entropy = torch.where(still, -(logp.exp() * logp).sum(-1), token_entropy)
             if temperature > 0:
                 probs = torch.softmax(logits.float() / temperature, -1)
                 if isinstance(generator, list):
@@ -368,7 +378,8 @@ class DynamicsModel(nn.Module):
             current = torch.where(still & ~remask, sampled, current)
         reward, term = self.event_probabilities(out.events[:, 0])
         expected = reward @ self.reward_values
-        return StepOutput(current, expected, self.rewarded_probability(reward), term, reward)
+        mean_entropy = token_entropy.mean(-1) if entropy else None
+        return StepOutput(current, expected, self.rewarded_probability(reward), term, reward, mean_entropy)
 
 
 class DynamicsObjective(nn.Module):

@@ -1,0 +1,62 @@
+"""`benchmarks/dream_levers.py` at a tiny scale: two variants (one with Dyna's real envs and sampled
+dreams), one seed, two dream lengths, validation for real, and a rerun that skips what is done."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dream_levers.py"
+
+
+def _levers():
+    spec = importlib.util.spec_from_file_location("dream_levers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_levers_train_validate_resume_longer_and_skip_what_is_done(tiny_world_model, tmp_path, capsys):
+    levers = _levers()
+    base = dict(env="dream", world_model=str(tiny_world_model), horizon=8, precision="fp32", num_envs=4, n_steps=16,
+                batch_size=64, n_epochs=1, checkpoint_every=64)  # fmt: skip
+    out = tmp_path / "levers"
+    argv = ["--out", str(out), "--base", json.dumps(base), "--seeds", "0", "--steps", "64", "128",
+            "--episodes", "4", "--eval-envs", "4", "--variant", "base", "{}",
+            "--variant", "dyna", json.dumps({"real_envs": 1, "temperature": 1.0})]  # fmt: skip
+    table = levers.main(argv)
+    stages = list(json.loads((out / "stages.json").read_text())["stages"])
+    assert stages == [f"{v}/seed0/{stage}_{steps}" for steps in (64, 128) for v in ("base", "dyna")
+                      for stage in ("train", "val")]  # fmt: skip
+    wm_frames = json.loads((tiny_world_model / "levels.json").read_text())["frames"]
+    for steps in ("64", "128"):
+        assert table["base"][steps]["real_frames"] == [wm_frames]
+        assert table["dyna"][steps]["real_frames"] == [wm_frames + int(steps) // 4]  # one env in four is real
+        assert len(table["dyna"][steps]["returns"]) == 1 and table["dyna"][steps]["seed_std"] == 0.0
+    result = json.loads((out / "eval" / "dyna_seed0_128.json").read_text())
+    assert result["start_level"] == 2_000_000 and result["episodes"] == 4 and result["excluded_levels"] > 0
+    assert json.loads((out / "dyna" / "seed0" / "config.json").read_text())["steps_done"] == 128
+    assert json.loads((out / "levers.json").read_text())["dyna"]["config"]["real_envs"] == 1
+    # run again: nothing is trained or evaluated twice
+    agent = out / "base" / "seed0" / "agent.zip"
+    before = os.stat(agent).st_mtime_ns
+    capsys.readouterr()
+    assert json.loads(json.dumps(levers.main(argv))) == json.loads((out / "levers.json").read_text())
+    assert os.stat(agent).st_mtime_ns == before
+    assert '"seed_mean"' in capsys.readouterr().out
+
+
+def test_levers_name_a_bad_variant():
+    levers = _levers()
+    with pytest.raises(ValueError, match="variant hot: .*unknown.*'heat'"):
+        levers.variant_configs({}, [["hot", '{"heat": 1}']])
+    with pytest.raises(ValueError, match="variant cold: --temperature"):
+        levers.variant_configs({}, [["cold", '{"temperature": -1}']])
+    with pytest.raises(ValueError, match="variant x: .* is not JSON"):
+        levers.variant_configs({}, [["x", "{temperature"]])
+    with pytest.raises(SystemExit):
+        levers.parse_args(["--steps", "200", "100"])

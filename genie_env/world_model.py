@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from genie_env._compat import fast_bf16
-from genie_env._io import atomic_write_json
+from genie_env._io import atomic_write_json, read_json
 from genie_env.checkpoint import CheckpointError, export_checkpoint, read_config, resolve_checkpoint
 from genie_env.data.context import ContextSource
 from genie_env.data.format import dataset_level_seeds
@@ -43,6 +43,10 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
         return "bf16" if fast_bf16(str(torch.device(device).type)) else "fp32"
     return precision
 
+
+ACTION_MAP = "action_map.json"
+"""the file in a world-model directory of latent actions that maps the game's real actions onto them
+(`genie map-actions`), so `GenieProcgen-v0` can play it with the real action space"""
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL_DIR = ASSETS / DEFAULT_GAME
@@ -122,6 +126,7 @@ class WorldModel:
         self.dynamics = dynamics.to(self.device).eval()
         self.precision = precision
         self.game = game
+        self.action_map: np.ndarray | None = None  # real action -> latent action (`read_action_map`)
 
     @property
     def num_actions(self) -> int:
@@ -211,8 +216,30 @@ def load_world_model(path: str | Path | None = None, device: str | torch.device 
     tok_path, dyn_path = resolve_checkpoint(root / "tokenizer"), resolve_checkpoint(root / "dynamics")
     check_trained_on(dyn_path, tokenizer_identity(tok_path), str(tok_path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    game = read_config(dyn_path, kind="dynamics").get("game", DEFAULT_GAME)
-    return WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision, game)
+    meta = read_config(dyn_path, kind="dynamics")
+    game = meta.get("game", DEFAULT_GAME)
+    wm = WorldModel(load_tokenizer(tok_path), load_dynamics(dyn_path), device, precision, game)
+    if (root / ACTION_MAP).exists():
+        wm.action_map = read_action_map(root / ACTION_MAP, meta.get("actions"), wm.num_actions)
+    return wm
+
+
+def read_action_map(path: Path, actions: dict | None, num_latent: int) -> np.ndarray:
+    """The real -> latent action map int64 (N real,) of `path` (`genie map-actions`), checked against the
+    latent actions the dynamics model was trained on (`actions`, its record of the LAM): CheckpointError
+    naming the file for a corrupt map, one of another LAM, or one of a model of real actions."""
+    record = read_json(path, "action map", CheckpointError)
+    if actions is None or actions.get("kind") != "latent":
+        raise CheckpointError(f"{path} maps real actions onto latent ones, but this world model was trained on "
+                              "the real actions: remove it")  # fmt: skip
+    table = record.get("real_to_latent") if isinstance(record, dict) else None
+    if not isinstance(table, list) or not table or not all(isinstance(a, int) and 0 <= a < num_latent for a in table):
+        raise CheckpointError(f"corrupt action map {path}: real_to_latent must list latent actions 0..{num_latent - 1}")
+    lam = record.get("lam") if isinstance(record.get("lam"), dict) else {}
+    if lam.get("sha256") != actions["lam"]["sha256"]:
+        raise CheckpointError(f"{path} maps onto the latent actions of another LAM ({lam.get('path')}) than this "
+                              f"world model's ({actions['lam']['path']}): map them again")  # fmt: skip
+    return np.array(table, np.int64)
 
 
 def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str | Path | Sequence[str | Path],

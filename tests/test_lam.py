@@ -234,6 +234,52 @@ def test_procgen_dreams_refuse_a_world_model_of_latent_actions_and_genie_env_pla
         env.step(4)
 
 
+def test_map_actions_lets_procgen_dreams_play_a_latent_world_model_with_the_real_actions(
+    tiny_dataset, tiny_tokenizer_run, tiny_world_model, latent_dynamics, tmp_path
+):
+    import shutil
+
+    from genie_env.envs.dream import GenieEnv, GenieProcgenEnv
+    from genie_env.world_model import load_world_model, package_world_model
+
+    from .test_cli import genie
+
+    model_dir = package_world_model(tiny_tokenizer_run, latent_dynamics, tiny_dataset, tmp_path / "wm", num_contexts=4)
+    out = json.loads(genie("map-actions", "--world-model", str(model_dir), "--data", str(tiny_dataset),
+                           "--labelled", "50").stdout)  # fmt: skip
+    record = json.loads((model_dir / "action_map.json").read_text())
+    mapping = record["real_to_latent"]
+    assert out["real_to_latent"] == mapping and len(mapping) == 15 and all(0 <= a < 4 for a in mapping)
+    assert record["labelled"] == 50 and np.array(record["counts"]).sum() == 50 and 0 <= record["agreement"] <= 1
+    for real, row in enumerate(record["counts"]):  # each labelled real action goes to its commonest latent one
+        if sum(row):
+            assert mapping[real] == int(np.argmax(row))
+    # the Procgen dream takes the 15 real actions, and steps the latent action each maps to
+    real_env, latent_env = GenieProcgenEnv(str(model_dir), precision="fp32"), GenieEnv(str(model_dir), precision="fp32")
+    assert real_env.action_space.n == 15 and real_env.action_meanings[1] == "LEFT" and latent_env.action_space.n == 4
+    np.testing.assert_array_equal(real_env.reset(seed=5)[0], latent_env.reset(seed=5)[0])
+    for action in (3, 14, 0):
+        a, b = real_env.step(action), latent_env.step(mapping[action])
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:3] == b[1:3]
+        if a[2]:
+            break
+    # a map that is corrupt, of another LAM, or beside a model of real actions is refused, naming the file
+    path = model_dir / "action_map.json"
+    path.write_text(json.dumps({**record, "real_to_latent": [9] * 15}))
+    with pytest.raises(CheckpointError, match=f"corrupt action map {path}"):
+        load_world_model(model_dir)
+    path.write_text(json.dumps({**record, "lam": {"path": "elsewhere", "sha256": "0" * 64}}))
+    with pytest.raises(CheckpointError, match="another LAM \\(elsewhere\\)"):
+        load_world_model(model_dir)
+    real_model = shutil.copytree(tiny_world_model, tmp_path / "real_wm")
+    (real_model / "action_map.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="trained on the real actions: remove it"):
+        load_world_model(real_model)
+    bad = genie("map-actions", "--world-model", str(tiny_world_model), "--data", str(tiny_dataset), check=False)
+    assert bad.returncode == 1 and "trained on the real actions" in bad.stderr
+
+
 def test_play_latent_steps_one_latent_action_at_a_time(tiny_dataset, tiny_tokenizer_run, latent_dynamics, tmp_path):
     from genie_env.data.context import ContextSource
     from genie_env.play.session import LatentPlaySession
@@ -252,12 +298,24 @@ def test_play_latent_steps_one_latent_action_at_a_time(tiny_dataset, tiny_tokeni
 
 
 def test_the_latent_to_real_map_takes_each_latent_actions_commonest_real_action():
-    from genie_env.agents.bc import latent_to_real
+    from genie_env.models.lam import latent_to_real
 
     latent = np.array([0, 0, 0, 1, 1, 2])
     real = np.array([7, 7, 1, 5, 5, 7])
     # latent 0 -> 7 (twice against once), 1 -> 5, 2 -> 7, 3 (never labelled) -> 7, the commonest labelled action
     assert latent_to_real(latent, real, 4).tolist() == [7, 5, 7, 7]
+
+
+def test_the_real_to_latent_map_takes_each_real_actions_commonest_latent_action():
+    from genie_env.models.lam import real_to_latent
+
+    latent = np.array([0, 0, 3, 1, 1, 1, 2])
+    real = np.array([4, 4, 4, 9, 9, 7, 7])
+    # real 4 -> latent 0 (twice against once), 9 -> 1, 7 -> 1 (a tie of 1 and 2: the lowest);
+    # every real action no pair shows -> 1, the commonest latent action of the pairs
+    expected = [1] * 15
+    expected[4], expected[9], expected[7] = 0, 1, 1
+    assert real_to_latent(latent, real, 4, 15).tolist() == expected
 
 
 def test_behaviour_cloning_from_latent_and_from_real_labels_end_to_end(tiny_dataset, lam_run, tmp_path):

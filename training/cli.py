@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ".export",
     "train-agent": ".train_agent",
     "train-bc": ".train_bc",
+    "map-actions": ".map_actions",
     "evaluate": ".evaluate",
     "compare": ".compare",
     "dream": ".dream",

@@ -41,7 +41,7 @@ from genie_env.data.format import load_shard, schema_of
 from genie_env.data.manifest import read_manifest
 from genie_env.games import FRAME_SHAPE, NUM_ACTIONS
 from genie_env.models import load_lam
-from genie_env.models.lam import label_transitions
+from genie_env.models.lam import label_transitions, latent_to_real
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class BCConfig:
             raise ValueError("--steps and --batch-size must be >= 1")
 
 
-def _transitions(roots: tuple[str, ...], split: str) -> dict[str, Any]:
+def video_transitions(roots: tuple[str, ...], split: str) -> dict[str, Any]:
     """Every transition of a split: frame arrays (memory-mapped, one per shard), with each row's shard,
     row, real action and episode id; rows that end an episode are marked (`last`)."""
     shards, shard_of, row, actions, episodes, last = [], [], [], [], [], []
@@ -125,16 +125,6 @@ def latent_labels(lam_path: str, data: dict[str, Any], device: str) -> np.ndarra
     return np.concatenate(out)
 
 
-def latent_to_real(latent: np.ndarray, real: np.ndarray, num_latent: int) -> np.ndarray:
-    """The map int64 (num_latent,) from latent to real actions that labelled pairs (latent, real) give: for
-    each latent action the real action it co-occurs with most (ties: the lowest id); one that no pair
-    shows maps to the commonest real action of the pairs."""
-    counts = np.zeros((num_latent, NUM_ACTIONS), np.int64)
-    np.add.at(counts, (latent, real), 1)
-    commonest = int(np.bincount(real, minlength=NUM_ACTIONS).argmax())
-    return np.where(counts.sum(1) > 0, counts.argmax(1), commonest)
-
-
 def _targets(cfg: BCConfig, train: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     """What the policy learns for every usable train transition, and what the run records about it."""
     usable = np.flatnonzero(~train["last"])
@@ -149,7 +139,7 @@ def _targets(cfg: BCConfig, train: dict[str, Any], rng: np.random.Generator) -> 
         raise ValueError(f"--lam {cfg.lam} learned {lam_game}, the videos are {train['game']}")
     latent = latent_labels(cfg.lam, train, cfg.device)
     picked = rng.choice(usable, cfg.labelled, replace=False)
-    mapping = latent_to_real(latent[picked], train["actions"][picked], lam_meta["config"]["num_actions"])
+    mapping = latent_to_real(latent[picked], train["actions"][picked], lam_meta["config"]["num_actions"], NUM_ACTIONS)
     targets = mapping[latent[usable]]
     agree = float((targets == train["actions"][usable]).mean())  # the hidden labels, for the record only
     logger.info("latent -> real map %s from %d labelled transitions; it matches %.1f%% of the hidden actions",
@@ -157,6 +147,52 @@ def _targets(cfg: BCConfig, train: dict[str, Any], rng: np.random.Generator) -> 
     record = {"usable": usable, "latent_to_real": mapping.tolist(), "map_agreement": round(agree, 4),
               "lam": {"path": str(lam_ckpt), "sha256": weights_sha256(lam_ckpt)}}  # fmt: skip
     return targets, record
+
+
+def map_actions(world_model: str | Path, data: tuple[str, ...], labelled: int = 200, seed: int = 0,
+                lam: str | None = None, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Map the real actions onto the latent ones of a world model trained on latent actions (Genie's
+    grounding, the other way round): `labelled` transitions of `data` (frame datasets of the model's game,
+    drawn from their train split with `seed`) keep their real action, the model's own LAM (or `lam`, which
+    must be that one) labels them, and each real action maps to its commonest latent action. Writes
+    WORLD_MODEL/action_map.json atomically (so `GenieProcgen-v0` plays the model with the real actions) and
+    returns what it holds: the map, the labelled counts table, and how often the map agrees with the LAM
+    over every train transition (the hidden labels, for the record only)."""
+    from genie_env.models.lam import real_to_latent
+    from genie_env.world_model import ACTION_MAP, read_action_map
+
+    root = Path(world_model)
+    meta = read_config(resolve_checkpoint(root / "dynamics"), kind="dynamics")
+    actions = meta.get("actions")
+    if not actions or actions.get("kind") != "latent":
+        raise ValueError(f"{root} was trained on the real actions: only a world model of latent actions needs a map")
+    lam_path = resolve_checkpoint(lam or actions["lam"]["path"])
+    if weights_sha256(lam_path) != actions["lam"]["sha256"]:
+        raise ValueError(f"--lam {lam_path} is not the LAM whose latent actions {root} was trained on "
+                         f"({actions['lam']['path']})")  # fmt: skip
+    train = video_transitions(data, "train")
+    game = meta.get("game", train["game"])
+    if train["game"] != game:
+        raise ValueError(f"--data is {train['game']}, the world model {root} is of {game}")
+    usable = np.flatnonzero(~train["last"])
+    if not 1 <= labelled <= len(usable):
+        raise ValueError(f"--labelled {labelled} must be between 1 and the {len(usable)} train transitions of --data")
+    latent = latent_labels(str(lam_path), train, device)
+    picked = np.random.default_rng(seed).choice(usable, labelled, replace=False)
+    num_latent, real = actions["num_actions"], train["actions"]
+    mapping = real_to_latent(latent[picked], real[picked], num_latent, NUM_ACTIONS)
+    counts = np.zeros((NUM_ACTIONS, num_latent), np.int64)
+    np.add.at(counts, (real[picked], latent[picked]), 1)
+    record = {
+        "real_to_latent": mapping.tolist(), "labelled": labelled, "seed": seed, "game": game,
+        "counts": counts.tolist(), "agreement": round(float((mapping[real[usable]] == latent[usable]).mean()), 4),
+        "lam": {"path": str(lam_path), "sha256": actions["lam"]["sha256"]}, "data": [str(d) for d in data],
+    }  # fmt: skip
+    atomic_write_json(root / ACTION_MAP, record)
+    read_action_map(root / ACTION_MAP, actions, num_latent)  # what loading will check
+    logger.info("real -> latent map %s from %d labelled transitions; it agrees with the LAM on %.1f%% of them all",
+                mapping.tolist(), labelled, 100 * record["agreement"])  # fmt: skip
+    return record
 
 
 def _frames(data: dict[str, Any], rows: np.ndarray) -> torch.Tensor:
@@ -176,7 +212,7 @@ def _train_bc(cfg: BCConfig, run: Path, progress: bool) -> Path:
     start = time.time()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    train, val = _transitions(cfg.data, "train"), _transitions(cfg.data, "val")
+    train, val = video_transitions(cfg.data, "train"), video_transitions(cfg.data, "val")
     targets, record = _targets(cfg, train, rng)
     usable = record.pop("usable")
     agent_cfg = AgentConfig(env="real", game=train["game"], features=cfg.features, num_envs=1, n_steps=cfg.batch_size,

@@ -79,19 +79,28 @@ def _resolve(world_model, game: str | None, procgen: bool, device, precision: st
     if procgen and wm.game not in PROCGEN_GAMES:
         raise ValueError(f"world model {model_dir or '(given)'} is of {wm.game}, not of a Procgen game: play it "
                          "with GenieEnv-v0")  # fmt: skip
-    if procgen and wm.num_actions != NUM_ACTIONS:
+    if procgen and wm.num_actions != NUM_ACTIONS and wm.action_map is None:
         raise ValueError(f"world model {model_dir or '(given)'} is conditioned on {wm.num_actions} latent actions, "
                          f"not Procgen's {NUM_ACTIONS}: GenieProcgen-v0 and GenieCoinRun-v0 play world models "
                          "trained on the real actions (this one was trained with --actions latent; GenieEnv-v0 "
-                         "plays it)")  # fmt: skip
+                         "plays it, and `genie map-actions` maps the real actions onto its latent ones)")  # fmt: skip
+    if procgen and wm.action_map is not None and len(wm.action_map) != NUM_ACTIONS:
+        raise ValueError(f"the action map of world model {model_dir or '(given)'} maps {len(wm.action_map)} real "
+                         f"actions, not Procgen's {NUM_ACTIONS}")  # fmt: skip
     if source.context_frames > wm.context_frames:
         raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
     return wm, source
 
 
-def action_meanings(wm: WorldModel) -> tuple[str, ...]:
+def real_action_map(wm: WorldModel, procgen: bool) -> np.ndarray | None:
+    """The real -> latent action map a Procgen dream of a latent world model steps through, or None where
+    the actions go to the model as they are (a model of real actions, or `GenieEnv-v0`'s latent keys)."""
+    return wm.action_map if procgen and wm.num_actions != NUM_ACTIONS else None
+
+
+def action_meanings(wm: WorldModel, procgen: bool = False) -> tuple[str, ...]:
     """Names of a dream's actions: Procgen's button combos, or numbers for another game's or latent actions."""
-    if wm.game in PROCGEN_GAMES and wm.num_actions == NUM_ACTIONS:
+    if wm.game in PROCGEN_GAMES and (wm.num_actions == NUM_ACTIONS or real_action_map(wm, procgen) is not None):
         return ACTION_MEANINGS
     return tuple(f"action {i}" for i in range(wm.num_actions))
 
@@ -115,13 +124,16 @@ class DreamBatch:
     """N dreams stepped in one batched model call: per-env KV-cache rows, tokens, counters, generators."""
 
     def __init__(self, wm: WorldModel, source: ContextSource, num: int, steps: int = 1, temperature: float = 0.0,
-                 events: str = "threshold", uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
+                 events: str = "threshold", uncertainty_penalty: float = 0.0,
+                 action_map: np.ndarray | None = None) -> None:  # fmt: skip
         if events not in EVENT_MODES:
             raise ValueError(f"unknown events mode {events!r}: use one of {EVENT_MODES}")
         if not uncertainty_penalty >= 0:
             raise ValueError(f"uncertainty_penalty must be >= 0, got {uncertainty_penalty}")
         self.wm, self.source, self.num, self.events = wm, source, num, events
         self.uncertainty_penalty = float(uncertainty_penalty)
+        # real -> latent actions, for a latent world model played with the real actions (contexts hold real ones)
+        self.action_map = None if action_map is None else torch.as_tensor(action_map, dtype=torch.long)
         self.set_sampling(steps, temperature)
         dyn = wm.dynamics
         _warn_if_too_big(dyn.cache_bytes(num), num)
@@ -144,6 +156,8 @@ class DreamBatch:
     def start(self, i: int, rng: np.random.Generator) -> None:
         """Start dream i from a context drawn with `rng`; its sampling generator is seeded from `rng` too."""
         frames, actions = self.source.sample(rng)
+        if self.action_map is not None:
+            actions = self.action_map[torch.as_tensor(actions, dtype=torch.long)].numpy()
         self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
         wm, dyn = self.wm, self.wm.dynamics
         tokens = wm.encode(frames[None]).flatten(2)[0]  # (C, S)
@@ -161,7 +175,8 @@ class DreamBatch:
         """Advance every dream: actions int (N,) -> frames uint8 (N, 64, 64, 3), rewards float32 (N,),
         terminated bool (N,), and the probabilities of a reward and of termination."""
         wm = self.wm
-        act = torch.as_tensor(actions, dtype=torch.long, device=wm.device)
+        act = torch.as_tensor(actions, dtype=torch.long)
+        act = (self.action_map[act] if self.action_map is not None else act).to(wm.device)
         gens = self.generators if self.temperature > 0 else None
         with wm.autocast():
             out = wm.dynamics.step(self.cache, self.prev, act, self.steps, self.temperature, gens,
@@ -198,7 +213,9 @@ class GenieEnv(gym.Env):
 
     ## Action space
     `Discrete(15)` for a Procgen world model, as in `Procgen-v0`: procgen's button combos, names in
-    `ACTION_MEANINGS`; `Discrete(N)` for a model of a user's game or of N latent actions.
+    `ACTION_MEANINGS`; `Discrete(N)` for a model of a user's game or of N latent actions. `GenieProcgenEnv`
+    also plays a model of latent actions with the real 15 when its directory maps them (`action_map.json`,
+    `genie map-actions`): each real action steps the latent action it was seen as most often.
 
     ## Observation space
     `Box(0, 255, (64, 64, 3), uint8)`, channels-last RGB: the decoded dreamed frame.
@@ -252,13 +269,14 @@ class GenieEnv(gym.Env):
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
+        real_map = real_action_map(wm, self.procgen)
         self.dream = DreamBatch(wm, source, 1, events=events, uncertainty_penalty=uncertainty_penalty,
-                                **(sampling or {}))  # fmt: skip
+                                action_map=real_map, **(sampling or {}))  # fmt: skip
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.observation_space = observation_space()
-        self.action_space = action_space(wm.num_actions)
-        self.action_meanings = action_meanings(wm)
+        self.action_space = action_space(wm.num_actions if real_map is None else len(real_map))
+        self.action_meanings = action_meanings(wm, self.procgen)
         self._started = False
         self._window = None
 
@@ -332,14 +350,15 @@ class GenieVectorEnv(VectorEnv):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
+        real_map = real_action_map(wm, self.procgen)
         self.dream = DreamBatch(wm, source, num_envs, events=events, uncertainty_penalty=uncertainty_penalty,
-                                **(sampling or {}))  # fmt: skip
+                                action_map=real_map, **(sampling or {}))  # fmt: skip
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
         self.single_observation_space = observation_space()
-        self.single_action_space = action_space(wm.num_actions)
+        self.single_action_space = action_space(wm.num_actions if real_map is None else len(real_map))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.action_meanings = action_meanings(wm)
+        self.action_meanings = action_meanings(wm, self.procgen)
         self._rngs: list[np.random.Generator] | None = None
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):

@@ -196,6 +196,27 @@ def label_transitions(model: LatentActionModel, frames: np.ndarray, episode_ids:
     return out
 
 
+def _commonest_partner(pairs_from: np.ndarray, pairs_to: np.ndarray, num_from: int, num_to: int) -> np.ndarray:
+    """For each id of one side, the id of the other it co-occurs with most in the pairs (ties: the lowest);
+    an id no pair shows gets the other side's commonest id."""
+    counts = np.zeros((num_from, num_to), np.int64)
+    np.add.at(counts, (pairs_from, pairs_to), 1)
+    commonest = int(np.bincount(pairs_to, minlength=num_to).argmax())
+    return np.where(counts.sum(1) > 0, counts.argmax(1), commonest)
+
+
+def latent_to_real(latent: np.ndarray, real: np.ndarray, num_latent: int, num_real: int = 15) -> np.ndarray:
+    """The map int64 (num_latent,) from latent to real actions that labelled pairs (latent, real) give: each
+    latent action's commonest real action among them (what behaviour cloning from latent labels acts on)."""
+    return _commonest_partner(latent, real, num_latent, num_real)
+
+
+def real_to_latent(latent: np.ndarray, real: np.ndarray, num_latent: int, num_real: int = 15) -> np.ndarray:
+    """The map int64 (num_real,) from real to latent actions that labelled pairs (latent, real) give: each
+    real action's commonest latent action among them (what lets a latent world model take real actions)."""
+    return _commonest_partner(real, latent, num_real, num_latent)
+
+
 class LAMObjective(nn.Module):
     """Training objective for the shared trainer: batch["frames"] uint8 (B, T, H, W, 3) -> StepResult."""
 

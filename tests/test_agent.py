@@ -141,8 +141,9 @@ def test_agent_config_rejects_bad_values_naming_the_flag():
         AgentConfig(features="resnet")
     with pytest.raises(ValueError, match="--batch-size"):
         AgentConfig(num_envs=2, n_steps=8, batch_size=64)
-    with pytest.raises(ValueError, match="--temperature"):
-        AgentConfig(temperature=-1.0)
+    for bad in ("temperature", "uncertainty_penalty", "entropy_limit"):
+        with pytest.raises(ValueError, match="--temperature, --uncertainty-penalty and --entropy-limit"):
+            AgentConfig(**{bad: -1.0})
     for bad in (dict(env="real", real_envs=2), dict(num_envs=4, real_envs=4, batch_size=256)):
         with pytest.raises(ValueError, match="--real-envs"):
             AgentConfig(**bad)

@@ -187,6 +187,24 @@ def test_uncertainty_penalty_lowers_each_reward_by_the_dreamed_frames_entropy(ti
         GenieCoinRunEnv(str(tiny_world_model), uncertainty_penalty=-1.0)
 
 
+def test_an_entropy_limit_truncates_a_dream_at_the_first_frame_dreamed_above_it(tiny_world_model):
+    venv = GenieCoinRunVectorEnv(4, str(tiny_world_model), precision="fp32", entropy_limit=1e9)
+    venv.reset(seed=1)
+    *_, terminated, truncated, info = venv.step(np.zeros(4, np.int64))
+    limit = float(np.median(info["token_entropy"]))  # about half the envs dream above it
+    venv = GenieCoinRunVectorEnv(4, str(tiny_world_model), precision="fp32", entropy_limit=limit)
+    venv.reset(seed=1)
+    *_, terminated, truncated, info = venv.step(np.zeros(4, np.int64))
+    np.testing.assert_array_equal(truncated, (info["token_entropy"] > limit) & ~terminated)
+    assert truncated.any() and "final_obs" in info  # the truncated dreams restarted in the same step
+    single = GenieCoinRunEnv(str(tiny_world_model), precision="fp32", entropy_limit=limit)
+    single.reset(seed=1)
+    *_, terminated0, truncated0, info0 = single.step(0)
+    assert truncated0 == bool(info0["token_entropy"] > limit and not terminated0)
+    with pytest.raises(ValueError, match="entropy_limit must be >= 0"):
+        GenieCoinRunVectorEnv(2, str(tiny_world_model), entropy_limit=-1.0)
+
+
 @pytest.mark.parametrize("events", ["threshold", "sample", "expected"])
 def test_a_dreamed_coin_ends_the_episode_in_every_events_mode(tiny_world_model, events, monkeypatch):
     env = GenieCoinRunEnv(str(tiny_world_model), events=events)

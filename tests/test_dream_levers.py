@@ -1,5 +1,6 @@
-"""`benchmarks/dream_levers.py` at a tiny scale: two variants (one with Dyna's real envs and sampled
-dreams), one seed, two dream lengths, validation for real, and a rerun that skips what is done."""
+"""The dream-agent benchmarks at a tiny scale: `dream_levers.py` (two variants, one with Dyna's real envs
+and sampled dreams, one seed, two dream lengths, validation for real, and a rerun that skips what is
+done) and `dream_uncertainty.py`."""
 
 from __future__ import annotations
 
@@ -60,3 +61,21 @@ def test_levers_name_a_bad_variant():
         levers.variant_configs({}, [["x", "{temperature"]])
     with pytest.raises(SystemExit):
         levers.parse_args(["--steps", "200", "100"])
+
+
+def test_dream_uncertainty_compares_teacher_forced_dreamed_and_agent_driven_entropy(
+    tiny_dataset, tiny_world_model, tiny_agent, capsys
+):
+    spec = importlib.util.spec_from_file_location("dream_uncertainty", SCRIPT.parent / "dream_uncertainty.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--data", str(tiny_dataset), "--world-model", str(tiny_world_model), "--windows", "4",
+                          "--horizon", "3", "--agent", str(tiny_agent)])  # fmt: skip
+    rows = result["per_step"]
+    assert [r["step"] for r in rows] == [1, 2, 3] and result["windows"] == 4
+    first = rows[0]  # one real frame in: the first prediction is the same both ways
+    assert first["entropy_teacher_forced"] == first["entropy_dreamed"]
+    assert first["token_accuracy_teacher_forced"] == first["token_accuracy_dreamed"]
+    top = result["max_entropy_nats"]
+    assert all(0 < r[k] < top for r in rows for k in ("entropy_teacher_forced", "entropy_dreamed", "entropy_agent"))
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["benchmark"] == "dream_uncertainty"

@@ -97,6 +97,9 @@ class AgentConfig:
     uncertainty_penalty: float = 0.0
     """dream rewards lowered by this times the model's mean per-token entropy (nats) of each dreamed frame, so
     the agent gains nothing from states the model is unsure of (0 = no penalty)"""
+    entropy_limit: float = 0.0
+    """dreams are truncated (value bootstrapped) at the first frame dreamed with a mean per-token entropy above
+    this many nats: they stop where the model stops knowing (0 = only --horizon truncates)"""
     real_envs: int = 0
     """Dyna: of --num-envs, this many step the real game (training levels) beside the dreams, so every update
     mixes real and dreamed steps; their frames count as real frames (0 = dreams only)"""
@@ -148,8 +151,9 @@ class AgentConfig:
             raise ValueError(f"--env-kwargs are for a game of your own: {self.game} is a Procgen game")
         if self.steps < 1 or self.num_envs < 1 or self.n_steps < 1:
             raise ValueError("--steps, --num-envs and --n-steps must be >= 1")
-        if self.temperature < 0 or self.maskgit_steps < 1 or self.uncertainty_penalty < 0:
-            raise ValueError("--temperature and --uncertainty-penalty must be >= 0, --maskgit-steps >= 1")
+        if min(self.temperature, self.uncertainty_penalty, self.entropy_limit) < 0 or self.maskgit_steps < 1:
+            raise ValueError("--temperature, --uncertainty-penalty and --entropy-limit must be >= 0, "
+                             "--maskgit-steps >= 1")  # fmt: skip
         if self.real_envs and (self.env != "dream" or not 0 < self.real_envs < self.num_envs):
             raise ValueError(f"--real-envs {self.real_envs} needs --env dream and 0 < --real-envs < --num-envs "
                              f"({self.num_envs}): the other envs dream")  # fmt: skip
@@ -181,7 +185,7 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
             cfg.num_envs - real, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
             sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=_context_arg(cfg.context),
             reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events, game=cfg.game,
-            uncertainty_penalty=cfg.uncertainty_penalty,
+            uncertainty_penalty=cfg.uncertainty_penalty, entropy_limit=cfg.entropy_limit,
         )))  # fmt: skip
     env = parts[0] if len(parts) == 1 else ConcatVecEnv(parts)
     env.seed(cfg.seed)

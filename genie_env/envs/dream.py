@@ -120,18 +120,31 @@ def _warn_if_too_big(need: int, num: int) -> None:
         )
 
 
+def _check_entropy_limit(limit: float) -> float:
+    if not limit >= 0:
+        raise ValueError(f"entropy_limit must be >= 0 (0 = no limit), got {limit}")
+    return float(limit)
+
+
+def _truncated(info: dict[str, np.ndarray], max_steps: int, entropy_limit: float) -> np.ndarray:
+    """bool (N,): dreams at their step limit, or (with an entropy limit) whose last frame was dreamed unsure."""
+    out = info["dream_step"] >= max_steps
+    return out | (info["token_entropy"] > entropy_limit) if entropy_limit > 0 else out
+
+
 class DreamBatch:
     """N dreams stepped in one batched model call: per-env KV-cache rows, tokens, counters, generators."""
 
     def __init__(self, wm: WorldModel, source: ContextSource, num: int, steps: int = 1, temperature: float = 0.0,
                  events: str = "threshold", uncertainty_penalty: float = 0.0,
-                 action_map: np.ndarray | None = None) -> None:  # fmt: skip
+                 action_map: np.ndarray | None = None, track_entropy: bool = False) -> None:  # fmt: skip
         if events not in EVENT_MODES:
             raise ValueError(f"unknown events mode {events!r}: use one of {EVENT_MODES}")
         if not uncertainty_penalty >= 0:
             raise ValueError(f"uncertainty_penalty must be >= 0, got {uncertainty_penalty}")
         self.wm, self.source, self.num, self.events = wm, source, num, events
         self.uncertainty_penalty = float(uncertainty_penalty)
+        self.track_entropy = track_entropy or self.uncertainty_penalty > 0  # info["token_entropy"] every step
         # real -> latent actions, for a latent world model played with the real actions (contexts hold real ones)
         self.action_map = None if action_map is None else torch.as_tensor(action_map, dtype=torch.long)
         self.set_sampling(steps, temperature)
@@ -180,7 +193,7 @@ class DreamBatch:
         gens = self.generators if self.temperature > 0 else None
         with wm.autocast():
             out = wm.dynamics.step(self.cache, self.prev, act, self.steps, self.temperature, gens,
-                                   entropy=self.uncertainty_penalty > 0)  # fmt: skip
+                                   entropy=self.track_entropy)  # fmt: skip
         self.prev = out.tokens
         grid = wm.tokenizer.cfg.grid
         self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid))[:, 0]
@@ -199,8 +212,9 @@ class DreamBatch:
             terminated = terminated | rewarded
         self.dream_step += 1
         info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy()}
-        if self.uncertainty_penalty:  # the model's doubt about the frame costs reward (as MOPO's penalty)
+        if self.track_entropy:
             info["token_entropy"] = out.token_entropy.float().cpu().numpy()
+            # the model's doubt about the frame costs reward (as MOPO's penalty)
             rewards = rewards - self.uncertainty_penalty * info["token_entropy"]
         return self.frames.copy(), rewards.astype(np.float32), terminated, info
 
@@ -230,7 +244,9 @@ class GenieEnv(gym.Env):
     Terminated when the model predicts termination (probability >= 0.5, or a Bernoulli draw with
     `events="sample"`) or, in a game whose only reward ends it (`games.ENDS_ON_REWARD`: CoinRun's coin,
     Maze's cheese, ...), a reward; truncated after `max_episode_steps` (1000 as in Procgen; dream-RL uses
-    15-20 steps from real contexts, so the value is bootstrapped).
+    15-20 steps from real contexts, so the value is bootstrapped), and with `entropy_limit=H > 0` at the
+    first frame the model dreamed with a mean per-token entropy above H nats: the dream stops where the
+    model stops knowing, and the value is bootstrapped there, with no incentive to end the episode.
 
     ## Seeding
     `reset(seed=s)` draws a real context (from the model's shipped contexts, a dataset directory or a
@@ -240,10 +256,11 @@ class GenieEnv(gym.Env):
     With `uncertainty_penalty=c > 0`, every reward is lowered by c times the model's mean per-token
     entropy (nats) of the frame it dreamed, so a policy gains nothing from steering into states the model
     is unsure of (MOPO's penalised model, with the predictive entropy standing in for an ensemble's spread).
+    Where dying ends the episode (CoinRun), a large penalty also makes dying early pay.
 
     ## Info
     `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`,
-    and with an uncertainty penalty `token_entropy`.
+    and with an uncertainty penalty or an entropy limit `token_entropy`.
 
     ## Kwargs
     `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
@@ -252,7 +269,7 @@ class GenieEnv(gym.Env):
     the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16"),
     `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
     `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`,
-    `uncertainty_penalty` (keyword-only, default 0).
+    `uncertainty_penalty` and `entropy_limit` (keyword-only, default 0: off).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -262,7 +279,7 @@ class GenieEnv(gym.Env):
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
                  render_mode: str | None = None, *, game: str | None = None,
-                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
@@ -270,8 +287,9 @@ class GenieEnv(gym.Env):
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
+        self.entropy_limit = _check_entropy_limit(entropy_limit)
         self.dream = DreamBatch(wm, source, 1, events=events, uncertainty_penalty=uncertainty_penalty,
-                                action_map=real_map, **(sampling or {}))  # fmt: skip
+                                action_map=real_map, track_entropy=entropy_limit > 0, **(sampling or {}))  # fmt: skip
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.observation_space = observation_space()
@@ -300,7 +318,7 @@ class GenieEnv(gym.Env):
         if not self._started:
             raise RuntimeError("step() called before reset() or after the episode ended: call reset() first")
         frames, rewards, terminated, info = self.dream.step(np.array([check_action(action, self.action_space.n)]))
-        truncated = bool(info["dream_step"][0] >= self.max_episode_steps) and not terminated[0]
+        truncated = bool(_truncated(info, self.max_episode_steps, self.entropy_limit)[0]) and not terminated[0]
         if terminated[0] or truncated:
             self._started = False
         if self.render_mode == "human":
@@ -341,7 +359,7 @@ class GenieVectorEnv(VectorEnv):
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None, *, game: str | None = None,
-                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps < 1:
@@ -351,8 +369,9 @@ class GenieVectorEnv(VectorEnv):
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
+        self.entropy_limit = _check_entropy_limit(entropy_limit)
         self.dream = DreamBatch(wm, source, num_envs, events=events, uncertainty_penalty=uncertainty_penalty,
-                                action_map=real_map, **(sampling or {}))  # fmt: skip
+                                action_map=real_map, track_entropy=entropy_limit > 0, **(sampling or {}))  # fmt: skip
         self.num_envs, self.max_episode_steps, self.render_mode = num_envs, max_episode_steps, render_mode
         self.single_observation_space = observation_space()
         self.single_action_space = action_space(wm.num_actions if real_map is None else len(real_map))
@@ -373,7 +392,7 @@ class GenieVectorEnv(VectorEnv):
         frames, rewards, terminated, info = self.dream.step(
             check_actions(actions, self.num_envs, self.single_action_space.n)
         )
-        truncated = (info["dream_step"] >= self.max_episode_steps) & ~terminated
+        truncated = _truncated(info, self.max_episode_steps, self.entropy_limit) & ~terminated
         done = terminated | truncated
         if done.any():
             final_obs = np.full(self.num_envs, None, dtype=object)
@@ -409,10 +428,11 @@ class GenieCoinRunEnv(GenieProcgenEnv):
     def __init__(self, world_model: str | WorldModel | None = None, device: str | None = None, precision: str = "auto",
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
-                 render_mode: str | None = None, *, uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
+                 render_mode: str | None = None, *, uncertainty_penalty: float = 0.0,
+                 entropy_limit: float = 0.0) -> None:  # fmt: skip
         super().__init__(world_model, device, precision, sampling, context, context_frames, reset_from,
                          max_episode_steps, events, render_mode, game="coinrun",
-                         uncertainty_penalty=uncertainty_penalty)  # fmt: skip
+                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit)  # fmt: skip
 
 
 class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
@@ -423,7 +443,7 @@ class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None, *,
-                 uncertainty_penalty: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
         super().__init__(num_envs, world_model, device, precision, sampling, context, context_frames, reset_from,
                          max_episode_steps, events, render_mode, game="coinrun",
-                         uncertainty_penalty=uncertainty_penalty)  # fmt: skip
+                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit)  # fmt: skip

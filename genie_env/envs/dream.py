@@ -240,6 +240,11 @@ class GenieEnv(gym.Env):
     `"sample"` draws one; `"expected"` gives its mean (a signal wherever a reward is likely). For CoinRun:
     10 where the coin has probability >= 0.5, 10 on a Bernoulli draw of it, 10 x that probability.
 
+    With `uncertainty_penalty=c > 0`, every reward is lowered by c times the model's mean per-token
+    entropy (nats) of the frame it dreamed, so a policy gains nothing from steering into states the model
+    is unsure of (MOPO's penalised model, with the predictive entropy standing in for an ensemble's spread).
+    Where dying ends the episode (CoinRun), a large penalty also makes dying early pay.
+
     ## Episode end
     Terminated when the model predicts termination (probability >= 0.5, or a Bernoulli draw with
     `events="sample"`) or, in a game whose only reward ends it (`games.ENDS_ON_REWARD`: CoinRun's coin,
@@ -252,11 +257,6 @@ class GenieEnv(gym.Env):
     `reset(seed=s)` draws a real context (from the model's shipped contexts, a dataset directory or a
     list of them, a `.npz` or an array) and seeds all sampling, so the same seed and actions give the
     same dream.
-
-    With `uncertainty_penalty=c > 0`, every reward is lowered by c times the model's mean per-token
-    entropy (nats) of the frame it dreamed, so a policy gains nothing from steering into states the model
-    is unsure of (MOPO's penalised model, with the predictive entropy standing in for an ensemble's spread).
-    Where dying ends the episode (CoinRun), a large penalty also makes dying early pay.
 
     ## Info
     `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`,

@@ -1,7 +1,7 @@
 """Speed of the batched dream env: steps/s for N = 1, 16, 64, 256 (decoding included), MFU, and
 per-step time over a long episode (flat thanks to the sliding-window KV cache).
 
-    python benchmarks/dream_env.py [--world-model DIR] [--precision bf16] [--device cpu]
+    python benchmarks/dream_env.py [--world-model DIR] [--precision bf16] [--device cpu] [--compile]
 
 Without --world-model it uses the shipped model if there is one, else fresh `cpu`-preset weights
 (speed does not depend on the weights; the JSON says which). Prints one JSON object with
@@ -48,6 +48,8 @@ class Args:
     """timing per size"""
     long_episode: int = 900
     """step at which per-step time is compared with step 10"""
+    compile: bool = False
+    """torch.compile (inductor) the dynamics model's forward and the decoder before timing"""
 
 
 def world_model(args: Args) -> tuple[WorldModel, str]:
@@ -72,6 +74,16 @@ def steps_per_second(venv, n: int, seconds: float, device: str) -> float:
 
 def main(args: Args) -> dict:
     wm, weights = world_model(args)
+    compile_s = None
+    if args.compile:
+        start = time.perf_counter()
+        wm.dynamics.forward = torch.compile(wm.dynamics.forward)
+        wm.tokenizer.decode_uint8 = torch.compile(wm.tokenizer.decode_uint8)
+        warm = GenieCoinRunVectorEnv(64, wm, context=ContextSource(np.zeros((1, 1, 64, 64, 3), np.uint8)))
+        warm.reset(seed=0)
+        for _ in range(3):
+            warm.step(np.zeros(64, np.int64))
+        compile_s = round(time.perf_counter() - start, 1)
     contexts = ContextSource(np.random.default_rng(0).integers(0, 256, (8, 1, 64, 64, 3), dtype=np.uint8))
     peak = matmul_peak_flops(torch.bfloat16 if args.precision == "bf16" else torch.float32, args.device)
     sps, mfu = {}, {}
@@ -101,6 +113,8 @@ def main(args: Args) -> dict:
         "weights": weights,
         "precision": args.precision,
         "device": args.device,
+        "compiled": args.compile,
+        "compile_s_64": compile_s,
         "steps_per_s": sps,
         "mfu": mfu,
         "matmul_peak_gflops_per_s": round(peak / 1e9, 1),

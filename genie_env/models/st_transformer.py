@@ -152,11 +152,11 @@ class KVCache:
         flat = (flat + slots[:, None]).flatten()
         keys.view(-1, d).index_copy_(0, flat, k.reshape(n * h, d).to(keys.dtype))
         values.view(-1, d).index_copy_(0, flat, v.reshape(n * h, d).to(values.dtype))
+        # always masked (all True once a row's window is full: the same result), so no branch depends on the
+        # data and torch.compile traces the step in one graph
         filled = (self.frames + 1).clamp(max=self.window)
-        mask = None
-        if not bool((filled == self.window).all()):
-            valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
-            mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
+        valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
+        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
         with torch.autocast(k.device.type, enabled=False):  # autocast would cast the cache back to bf16
             return matmul_attention(q.to(keys.dtype), keys, values, mask).to(q.dtype)
 

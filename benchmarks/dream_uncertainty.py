@@ -16,7 +16,6 @@ dream training: an entropy above the data's own actions' says the agent steers w
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,19 +24,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from precision_fidelity import windows  # noqa: E402
+from precision_fidelity import window_parser, windows  # noqa: E402
 
 from genie_env.world_model import load_world_model  # noqa: E402
 
 
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="frame dataset whose val split gives the real windows")
-    p.add_argument("--world-model", default=None, help="world-model directory (default: the shipped model)")
-    p.add_argument("--windows", type=int, default=64, help="windows (dreams) to measure")
-    p.add_argument("--horizon", type=int, default=20, help="frames predicted after the first real frame")
-    p.add_argument("--seed", type=int, default=0, help="seed of the window draw")
+    p = window_parser(__doc__, horizon=20)
     p.add_argument("--precision", default="fp32", help="inference precision: fp32, bf16 or auto")
     p.add_argument("--agent", default=None, help="an SB3 agent file whose actions drive a third dream")
     args = p.parse_args(argv)

@@ -43,14 +43,19 @@ def windows(data: str, count: int, length: int, seed: int) -> tuple[np.ndarray, 
     return np.stack([frames[i] for i in pick]), np.stack([actions[i] for i in pick])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def window_parser(doc: str, horizon: int) -> argparse.ArgumentParser:
+    """The flags of a benchmark that dreams held-out windows: --data, --world-model, --windows, --horizon, --seed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="frame dataset whose val split gives the windows")
     parser.add_argument("--world-model", default=None, help="world-model directory (default: the shipped one)")
     parser.add_argument("--windows", type=int, default=64, help="windows dreamed")
-    parser.add_argument("--horizon", type=int, default=16, help="frames dreamed after the context frame")
+    parser.add_argument("--horizon", type=int, default=horizon, help="frames dreamed after the context frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the window draw")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = window_parser(__doc__, horizon=16).parse_args()
     frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
     real = torch.from_numpy(frames[:, 1:])
     dreams, result = {}, {"windows": args.windows, "horizon": args.horizon, "data": args.data, "psnr": {}}

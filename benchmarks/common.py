@@ -12,15 +12,27 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def matmul_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:
-    """FLOP/s of a large square matmul on this device: the practical peak MFU figures are relative to."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
+    """FLOP/s (for int8, OP/s) of a large square matmul on this device: the practical peak MFU figures are
+    relative to. int8 is `torch._int_mm` (int8 x int8 -> int32, what int8 quantised Linear layers run)."""
+    matmul = torch._int_mm if dtype == torch.int8 else torch.matmul
+    while True:  # a smaller matrix where one product takes over a second (bf16 or int8 emulated on old CPUs)
+        if dtype == torch.int8:
+            a, b = (torch.randint(-128, 128, (n, n), device=device, dtype=torch.int8) for _ in range(2))
+        else:
+            a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        start = time.perf_counter()
+        matmul(a, b)
+        sync(device)
+        if time.perf_counter() - start < 1.0 or n <= 256:
+            break
+        n //= 2
+        reps = 3
+    for _ in range(2):
+        matmul(a, b)
     sync(device)
     start = time.perf_counter()
     for _ in range(reps):
-        a @ b
+        matmul(a, b)
     sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
@@ -56,8 +68,20 @@ def sync(device: str) -> None:
 
 def machine() -> dict[str, object]:
     """What ran the benchmark."""
-    info: dict[str, object] = {"machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+    info: dict[str, object] = {"machine": platform.machine(), "cpu_model": cpu_model(),
+                               "torch_threads": torch.get_num_threads()}  # fmt: skip
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what `platform` knows)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -1,15 +1,22 @@
 """Speed of the batched dream env: steps/s for N = 1, 16, 64, 256 (decoding included), MFU, and
-per-step time over a long episode (flat thanks to the sliding-window KV cache).
+per-step time over a long episode (flat thanks to the sliding-window KV cache); then, in the same run,
+steps/s at 64 envs in every precision beside the default's, and of architecture variants.
 
-    python benchmarks/dream_env.py [--world-model DIR] [--precision bf16] [--device cpu] [--compile]
+    python benchmarks/dream_env.py [--world-model DIR] [--precision auto] [--device cpu] [--compile] \
+        [--variant lean '{"temporal_every": 4, "kv_heads": 1}' ...]
 
 Without --world-model it uses the shipped model if there is one, else fresh `cpu`-preset weights
-(speed does not depend on the weights; the JSON says which). Prints one JSON object with
-`steps_per_s` and `mfu` keyed by N, `step_time_ratio_900_10` and the real env's steps/s.
+(speed does not depend on the weights; the JSON says which). It prints one JSON object: the CPU, the
+measured matmul peaks (fp32, bf16, int8), the precision `auto` resolved to, `steps_per_s` and `mfu`
+keyed by N, `steps_per_s_64_by_precision` with each one's ratio to the fastest (the default should be
+within 10% of it), `step_time_ratio_900_10`, the real env's steps/s, and per `--variant` (DynamicsConfig
+fields changed, fresh weights, the same tokenizer) its steps/s at 64 envs as a ratio to the model's.
+Absolute speeds differ between machines of one kind: compare ratios from one run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -29,7 +36,9 @@ from genie_env.envs.real import ProcgenCoinRunVectorEnv  # noqa: E402
 from genie_env.models.dynamics import DynamicsModel  # noqa: E402
 from genie_env.models.tokenizer import Tokenizer  # noqa: E402
 from genie_env.presets import dynamics_preset, tokenizer_preset  # noqa: E402
-from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model  # noqa: E402
+from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model, resolve_precision  # noqa: E402
+
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,13 @@ class Args:
 
     world_model: str | None = None
     """world-model directory (default: the shipped model, else untrained cpu-preset weights)"""
-    precision: str = "bf16"
-    """inference precision: fp32 or bf16"""
+    precision: str = "auto"
+    """inference precision of the detailed figures: auto (what the dream envs default to), fp32 or bf16"""
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    """precisions also timed at 64 envs, beside the default's"""
+    variant: tuple[tuple[str, str], ...] = ()
+    """architecture variants to time at 64 envs: NAME and the DynamicsConfig fields it changes as JSON, e.g.
+    lean '{"temporal_every": 4, "kv_heads": 1}' (fresh weights: speed does not depend on them)"""
     device: str = "cpu"
     """torch device"""
     sizes: tuple[int, ...] = (1, 16, 64, 256)
@@ -52,12 +66,38 @@ class Args:
     """torch.compile (inductor) the dynamics model's forward and the decoder before timing"""
 
 
-def world_model(args: Args) -> tuple[WorldModel, str]:
+def world_model(args: Args, precision: str) -> tuple[WorldModel, str]:
     if args.world_model or (DEFAULT_MODEL_DIR / "dynamics" / "config.json").exists():
-        return load_world_model(args.world_model, args.device, args.precision), "trained"
+        return load_world_model(args.world_model, args.device, precision), "trained"
     tok = tokenizer_preset("cpu").model
     dyn = dynamics_preset("cpu").model
-    return WorldModel(Tokenizer(tok), DynamicsModel(dyn), args.device, args.precision), "untrained cpu preset"
+    return WorldModel(Tokenizer(tok), DynamicsModel(dyn), args.device, precision), "untrained cpu preset"
+
+
+def variant_model(wm: WorldModel, changes: dict, precision: str) -> WorldModel:
+    """`wm`'s tokenizer with a fresh dynamics model of `wm`'s config changed by `changes`."""
+    cfg = dataclasses.replace(wm.dynamics.cfg, **changes)
+    return WorldModel(wm.tokenizer, DynamicsModel(cfg), wm.device, precision)
+
+
+def compiled(wm: WorldModel) -> float:
+    """torch.compile `wm`'s dynamics forward and decoder in place, and warm them up; the seconds it took."""
+    start = time.perf_counter()
+    wm.dynamics.forward = torch.compile(wm.dynamics.forward)
+    if not getattr(wm.tokenizer, "_compiled", False):  # variants share the model's tokenizer
+        wm.tokenizer.decode_uint8 = torch.compile(wm.tokenizer.decode_uint8)
+        wm.tokenizer._compiled = True
+    warm = GenieCoinRunVectorEnv(64, wm, context=ContextSource(np.zeros((1, 1, 64, 64, 3), np.uint8)))
+    warm.reset(seed=0)
+    for _ in range(3):
+        warm.step(np.zeros(64, np.int64))
+    return round(time.perf_counter() - start, 1)
+
+
+def steps_per_second_64(wm: WorldModel, contexts: ContextSource, seconds: float, device: str) -> float:
+    venv = GenieCoinRunVectorEnv(64, wm, context=contexts, max_episode_steps=10**6)
+    venv.reset(seed=0)
+    return round(steps_per_second(venv, 64, seconds, device), 1)
 
 
 def steps_per_second(venv, n: int, seconds: float, device: str) -> float:
@@ -73,19 +113,12 @@ def steps_per_second(venv, n: int, seconds: float, device: str) -> float:
 
 
 def main(args: Args) -> dict:
-    wm, weights = world_model(args)
-    compile_s = None
-    if args.compile:
-        start = time.perf_counter()
-        wm.dynamics.forward = torch.compile(wm.dynamics.forward)
-        wm.tokenizer.decode_uint8 = torch.compile(wm.tokenizer.decode_uint8)
-        warm = GenieCoinRunVectorEnv(64, wm, context=ContextSource(np.zeros((1, 1, 64, 64, 3), np.uint8)))
-        warm.reset(seed=0)
-        for _ in range(3):
-            warm.step(np.zeros(64, np.int64))
-        compile_s = round(time.perf_counter() - start, 1)
+    default = resolve_precision(args.precision, args.device)
+    wm, weights = world_model(args, default)
+    compile_s = compiled(wm) if args.compile else None
     contexts = ContextSource(np.random.default_rng(0).integers(0, 256, (8, 1, 64, 64, 3), dtype=np.uint8))
-    peak = matmul_peak_flops(torch.bfloat16 if args.precision == "bf16" else torch.float32, args.device)
+    peaks = {name: matmul_peak_flops(dtype, args.device) for name, dtype in PEAK_DTYPES.items()}
+    peak = peaks[default]
     sps, mfu = {}, {}
     for n in args.sizes:
         venv = GenieCoinRunVectorEnv(n, wm, context=contexts, max_episode_steps=10**6)
@@ -105,6 +138,28 @@ def main(args: Args) -> dict:
         venv.step(np.zeros(64, np.int64))
         if t in range(10, 15) or t in range(args.long_episode, args.long_episode + 5):
             times.setdefault("late" if t >= args.long_episode else "early", []).append(time.perf_counter() - start)
+    by_precision = {default: sps[64] if 64 in sps else steps_per_second_64(wm, contexts, args.seconds, args.device)}
+    for precision in args.precisions:
+        if precision not in by_precision:
+            other, _ = world_model(args, precision)
+            if args.compile:
+                compiled(other)
+            by_precision[precision] = steps_per_second_64(other, contexts, args.seconds, args.device)
+    fastest = max(by_precision.values())
+    variants = {}
+    for name, text in args.variant:
+        changes = json.loads(text)
+        lean = variant_model(wm, changes, default)
+        if args.compile:
+            compiled(lean)
+        speed = steps_per_second_64(lean, contexts, args.seconds, args.device)
+        venv = GenieCoinRunVectorEnv(64, lean, context=contexts, max_episode_steps=10**6)
+        venv.reset(seed=0)
+        variants[name] = {
+            "changes": changes, "steps_per_s_64": speed, "ratio_to_model": round(speed / by_precision[default], 3),
+            "gflop_per_step_64": round(count_flops(lambda v=venv: v.step(np.zeros(64, np.int64))) / 1e9, 2),
+            "dynamics_params_m": round(sum(p.numel() for p in lean.dynamics.parameters()) / 1e6, 2),
+        }  # fmt: skip
     real = ProcgenCoinRunVectorEnv(64)
     real.reset(seed=0)
     real_sps = steps_per_second(real, 64, 2.0, "cpu")
@@ -112,12 +167,20 @@ def main(args: Args) -> dict:
         "benchmark": "dream_env",
         "weights": weights,
         "precision": args.precision,
+        "precision_resolved": default,
         "device": args.device,
         "compiled": args.compile,
         "compile_s_64": compile_s,
         "steps_per_s": sps,
         "mfu": mfu,
         "matmul_peak_gflops_per_s": round(peak / 1e9, 1),
+        "matmul_peaks_gflops_per_s": {name: round(value / 1e9, 1) for name, value in peaks.items()},
+        "steps_per_s_64_by_precision": {
+            name: {"steps_per_s": value, "ratio_to_fastest": round(value / fastest, 3)}
+            for name, value in by_precision.items()
+        },
+        "default_within_10pct_of_fastest": by_precision[default] >= 0.9 * fastest,
+        "variants": variants,
         "gflop_per_step_64": {
             "total": round(step_flops / 1e9, 2),
             "decode": round(decode_flops / 1e9, 2),

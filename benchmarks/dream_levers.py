@@ -33,7 +33,7 @@ from genie_env.cli.evaluate import EvaluateArgs
 from genie_env.cli.evaluate import run as evaluate
 
 from genie_env._io import DirLock, atomic_write_json
-from genie_env.agents.train import AgentConfig, train_or_resume
+from genie_env.agents.train import AgentConfig, train_or_resume, with_fields
 from genie_env.world_model import DEFAULT_MODEL_DIR
 
 BASE = dict(env="dream", features="impala", events="expected", horizon=20, steps=163_840, precision="auto")
@@ -64,20 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def variant_configs(base: dict[str, Any], variants: list[list[str]]) -> dict[str, AgentConfig]:
     """name -> the AgentConfig of each variant (ValueError naming the variant for unknown or bad fields)."""
-    known = {f.name for f in dataclasses.fields(AgentConfig)}
+    recipe = with_fields(AgentConfig(), base, "--base")
     configs = {}
     for name, text in variants:
         try:
             change = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"variant {name}: {text!r} is not JSON ({err})") from None
-        if not isinstance(change, dict) or set(change) - known:
-            raise ValueError(f"variant {name}: needs a JSON object of AgentConfig fields, unknown: "
-                             f"{sorted(set(change) - known) if isinstance(change, dict) else text}")  # fmt: skip
-        try:
-            configs[name] = AgentConfig(**{**base, **change})
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"variant {name}: {err}") from None
+        configs[name] = with_fields(recipe, change, f"variant {name}")
     return configs
 
 

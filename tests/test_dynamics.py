@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from genie_env.evaluate.dynamics import _episodes, dreamed_event_probabilities, rollout_tokens
 from genie_env.metrics import roc_auc
 from genie_env.models import load_dynamics
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective, sample_mask
-from genie_env.models.st_transformer import STConfig, STTransformer, matmul_attention, rope, rope_table, sdpa
+from genie_env.models.st_transformer import (
+    Attention,
+    STConfig,
+    STTransformer,
+    expand_kv,
+    matmul_attention,
+    rope,
+    rope_table,
+    sdpa,
+)
 
 TINY = DynamicsConfig(codebook_size=16, grid=2, dim=32, depth=2, heads=2, context_frames=6)
 
@@ -45,20 +55,28 @@ def test_prediction_of_frame_t_plus_1_depends_only_on_the_past_and_action_t(mode
     assert not torch.allclose(base.logits[:, t], m(tokens, masked, other_action).logits[:, t], atol=1e-5)
 
 
-def test_rollout_with_kv_cache_equals_recomputing_without_it():
-    m = model()
-    tokens, actions = data(t=9)
+LEAN = {"dim": 32, "heads": 4, "kv_heads": 2, "temporal_every": 2}  # grouped-query, temporal in every 2nd block
+
+
+@pytest.mark.parametrize("change", [{}, LEAN, {"kv_heads": 1}], ids=["multi-head", "lean", "one-kv-head"])
+def test_rollout_with_kv_cache_equals_recomputing_without_it(change):
+    cfg = DynamicsConfig(**{**TINY.__dict__, **change})
+    m = model(cfg)
+    tokens, actions = data(t=9, cfg=cfg)
     context, ctx_actions, future = tokens[:, :3], actions[:, :2], actions[:, 2:9]
     cached = rollout_tokens(m, context, ctx_actions, future)  # 7 frames: the 6-frame window slides
+    # recomputed without a cache over the whole history, under the model's sliding window (each layer looks
+    # back 6 frames, so deeper layers see further: not the same as re-encoding only the last 6 frames), given
+    # the frames the cached rollout chose: each chosen token is the likeliest (up to float ties)
     frames, acts = list(context.unbind(1)), list(actions[:, :2].unbind(1))
     with torch.no_grad():
         for h in range(future.shape[1]):
             acts.append(future[:, h])
-            prev = torch.stack(frames, 1)[:, -TINY.context_frames :]
-            act = torch.stack(acts, 1)[:, -TINY.context_frames :]
-            out = m(prev, torch.full_like(prev, TINY.mask_id), act)
-            frames.append(out.logits[:, -1].argmax(-1))
-    assert torch.equal(cached, torch.stack(frames[3:], 1))
+            prev, act = torch.stack(frames, 1), torch.stack(acts, 1)
+            logits = m(prev, torch.full_like(prev, cfg.mask_id), act).logits[:, -1].float()
+            chosen = logits.gather(-1, cached[:, h, :, None])[..., 0]
+            assert torch.all(chosen >= logits.max(-1).values - 1e-4), f"step {h}"
+            frames.append(cached[:, h])
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -170,6 +188,54 @@ def test_full_attention_variant_has_the_same_interface_and_is_frame_causal():
     assert torch.allclose(st(x)[:, :3], st(y)[:, :3], atol=1e-6)
     with pytest.raises(ValueError, match="KV cache needs"):
         st.new_cache(1)
+
+
+def test_grouped_query_attention_equals_torchs_and_multi_head_attention_with_shared_key_value_heads():
+    torch.manual_seed(0)
+    gqa = Attention(32, heads=4, kv_heads=2)
+    x = torch.randn(3, 5, 32)
+    q, k, v = gqa.qkv_heads(x)
+    assert q.shape == (3, 4, 5, 8) and k.shape == v.shape == (3, 2, 5, 8)
+    ours = sdpa(q, *expand_kv(k, v, 4), causal=True)
+    torchs = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    assert torch.allclose(ours, torchs, atol=1e-6)
+    # the same layer as multi-head attention whose key/value heads 0,1 and 2,3 are copies of the grouped ones
+    mha = Attention(32, heads=4)
+    w, b = gqa.qkv.weight.detach(), gqa.qkv.bias.detach()
+    kw, vw = w[32:48].reshape(2, 8, 32), w[48:].reshape(2, 8, 32)
+    kb, vb = b[32:48].reshape(2, 8), b[48:].reshape(2, 8)
+    with torch.no_grad():
+        mha.qkv.weight.copy_(torch.cat([w[:32], kw.repeat_interleave(2, 0).flatten(0, 1),
+                                        vw.repeat_interleave(2, 0).flatten(0, 1)]))  # fmt: skip
+        mha.qkv.bias.copy_(
+            torch.cat([b[:32], kb.repeat_interleave(2, 0).flatten(), vb.repeat_interleave(2, 0).flatten()])
+        )
+        mha.proj.load_state_dict(gqa.proj.state_dict())
+        assert torch.allclose(mha(x, causal=True), gqa(x, causal=True), atol=1e-6)
+
+
+def test_temporal_attention_in_every_kth_block_and_a_cache_sized_to_what_it_keeps():
+    st = STTransformer(STConfig(dim=32, depth=4, heads=4, tokens=5, temporal_pos="rope", window=3,
+                                temporal_every=2, kv_heads=1))  # fmt: skip
+    assert [block.temporal is not None for block in st.blocks] == [False, True, False, True]
+    # without temporal attention a block mixes nothing across frames: one block alone is frame-wise
+    one = STTransformer(STConfig(dim=32, depth=2, heads=4, tokens=5, temporal_pos="rope", temporal_every=2)).eval()
+    x = torch.randn(1, 4, 5, 32)
+    y = x.clone()
+    y[:, 0] += 1.0
+    with torch.no_grad():
+        first = lambda z: one.blocks[0](z + one.pos_spatial)  # noqa: E731
+        assert torch.allclose(first(x)[:, 1:], first(y)[:, 1:]) and not torch.allclose(one(x)[:, 1:], one(y)[:, 1:])
+    m = model(DynamicsConfig(**{**TINY.__dict__, **LEAN}))
+    cache = m.new_cache(3)
+    tokens, actions = data(b=3, cfg=m.cfg)
+    m.step(cache, tokens[:, 0], actions[:, 0])
+    held = sum(t.numel() * t.element_size() for t in cache.keys + cache.values if t is not None)
+    assert held == m.cache_bytes(3) == m.cache_bytes(1) * 3
+    assert m.cache_bytes(3) * 4 == model().cache_bytes(3)  # half the blocks, half the key/value heads
+    for bad, message in (({"kv_heads": 3}, "must divide heads"), ({"temporal_every": 3}, "must be in 1..depth")):
+        with pytest.raises(ValueError, match=message):
+            DynamicsModel(DynamicsConfig(**{**TINY.__dict__, **LEAN, **bad}))
 
 
 def test_kv_cache_rows_reset_independently():

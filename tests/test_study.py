@@ -42,7 +42,8 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
         tokenizer_data = json.loads((out / str(budget) / "pipeline" / "tokens" / "manifest.json").read_text())
         assert tokenizer_data["source"]["path"] == str(data[0])
         assert row["dream"]["real_frames"] == [levels["frames"]]  # the dream agent's frames are the world model's
-        assert row["real"]["real_frames"][0] >= budget  # real PPO: the budget, rounded up to whole rollouts
+        # real PPO: the whole rollouts (8 envs x 32 steps) that fit in the budget, never more
+        assert budget - 8 * 32 < row["real"]["real_frames"][0] <= budget
         assert row["dream"]["picked_seed"] == row["real"]["picked_seed"] == 0
         test = json.loads((out / str(budget) / "eval" / "dream_seed0_test.json").read_text())
         assert test["episodes"] == 4 and test["start_level"] == 1_000_000 and test["excluded_levels"] > 0
@@ -60,3 +61,45 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     assert {k: v for k, v in again.items() if k != "1000/real_seed0"} == {k: v for k, v in stages.items()
                                                                           if k != "1000/real_seed0"}  # fmt: skip
     assert "| 2,000 |" in capsys.readouterr().out
+    # an agent that took more real frames than its budget (real PPO rounded budgets up to whole rollouts
+    # before) is moved aside, not lost, and it and its evaluations are run again
+    run = out / "1000" / "real_seed0"
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "real_frames": 1000 + 256}))
+    study.main(argv)
+    assert json.loads((out / "1000" / "real_seed0.over_budget" / "config.json").read_text())["real_frames"] == 1256
+    assert json.loads((run / "config.json").read_text())["real_frames"] == config["real_frames"]
+    after = json.loads((out / "stages.json").read_text())["stages"]
+    assert {k for k in after if after[k] != again[k]} == {"1000/real_seed0", "1000/eval/real_seed0_val",
+                                                          "1000/eval/real_seed0_test"}  # fmt: skip
+
+
+def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_the_budget(tmp_path):
+    out = tmp_path / "study"
+    dyna = study.Study(study.StudyArgs(preset="tiny", out=str(out), dream_recipe='{"real_envs": 2, "horizon": 8}'))
+    # tiny: 512 steps of 8 envs, 2 of them real: 128 real frames the world model does not get
+    assert dyna.dyna_frames() == 128
+    cfg = dyna.dream_config(dyna.base_agent(), seed=3)
+    assert (cfg.real_envs, cfg.horizon, cfg.seed) == (2, 8, 3)
+    pipe = dyna.pipeline(1000)
+    assert pipe.preset.frames + pipe.preset.round_frames + 2 * (pipe.preset.collect_envs - 1) <= 1000 - 128
+    assert pipe.record["budget"] == 1000 - 128
+    dyna.stages.stage("eval/random_val", lambda: {})  # the recipe is recorded with the first stage
+    with pytest.raises(ValueError, match="holds a --dream-recipe .*real_envs.* run, not {}"):
+        study.Study(study.StudyArgs(preset="tiny", out=str(out)))
+    # a study from before recipes were recorded is one without a recipe
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "stages.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "stages": {}}))
+    assert study.Study(study.StudyArgs(preset="tiny", out=str(old))).dyna_frames() == 0
+    with pytest.raises(ValueError, match="holds a --dream-recipe {} run"):
+        study.Study(study.StudyArgs(preset="tiny", out=str(old), dream_recipe='{"entropy_limit": 2.5}'))
+    for recipe, message in (
+        ('{"heat": 1}', "unknown AgentConfig fields"),
+        ('{"seed": 1}', "the study sets seed"),
+        ("[1]", "JSON object"),
+        ("{", "not JSON"),
+        ('{"real_envs": 8}', "--real-envs 8"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            study.Study(study.StudyArgs(preset="tiny", out=str(tmp_path / "bad"), dream_recipe=recipe))

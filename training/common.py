@@ -54,13 +54,14 @@ class StageRecord:
     and its wall time and result are recorded. `header` (e.g. the preset) must match what the file holds,
     else ValueError naming both, so one directory never mixes two recipes."""
 
-    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+    def __init__(self, path: Path, header: dict[str, Any], legacy: dict[str, Any] | None = None) -> None:
+        """`legacy`: the values of header keys that files written before the key existed did not record."""
         from genie_env._io import atomic_write_json
 
         self.path, self._write = Path(path), atomic_write_json
         self.record: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else dict(header)
         for key, value in header.items():
-            if self.record.get(key) != value:
+            if self.record.setdefault(key, (legacy or {}).get(key)) != value:
                 raise ValueError(
                     f"{self.path.parent} holds a --{key.replace('_', '-')} {self.record.get(key)} run, not {value}: "
                     "use another --out"
@@ -69,6 +70,12 @@ class StageRecord:
 
     def done(self, name: str) -> bool:
         return name in self.record["stages"]
+
+    def forget(self, *names: str) -> None:
+        """Mark stages as not done, so they run again (what they wrote is the caller's to move aside)."""
+        forgotten = [name for name in names if self.record["stages"].pop(name, None) is not None]
+        if forgotten:
+            self._write(self.path, self.record)
 
     def stage(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run stage `name` unless it already finished; record its wall time and result; return the result."""

@@ -210,9 +210,12 @@ class Pipeline:
         return self.agent("dream", self.preset.agent_steps, round)
 
     def agent_real(self) -> str:
-        """PPO on the real game for as many steps as real frames went into the final world model (every round)."""
+        """PPO on the real game with at most as many steps as real frames went into the final world model (every
+        round): the whole rollouts that fit."""
+        from genie_env.agents.train import steps_within
+
         levels = json.loads((self.path("world_model", self.preset.rounds) / "levels.json").read_text())
-        return self.agent("real", levels["frames"])
+        return self.agent("real", steps_within(levels["frames"], self.preset.agent_envs, self.preset.agent_n_steps))
 
     def policies(self) -> dict[str, Path | str]:
         """The evaluated policies by name: random, the same-budget real PPO, each round's dream PPO (the

@@ -14,6 +14,7 @@ Both level ranges are checked disjoint from every level behind the world models 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -59,10 +60,27 @@ class StudyArgs:
     """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
+    dream_recipe: str = "{}"
+    """AgentConfig fields the dream agents change, as JSON: a lever measured by benchmarks/dream_levers.py,
+    e.g. '{"entropy_limit": 2.5}'. Dyna's real frames ('{"real_envs": 8}') come out of each budget, so the
+    world model gets fewer. One --out holds one recipe."""
 
     def __post_init__(self) -> None:
         if not self.budgets or min(self.budgets) < 1 or self.seeds < 1:
             raise ValueError("--budgets needs at least one budget >= 1 and --seeds must be >= 1")
+        recipe = self.recipe()
+        if {"seed", "env", "world_model", "context"} & set(recipe):
+            raise ValueError(f"--dream-recipe {self.dream_recipe}: the study sets seed, env, world_model and context")
+
+    def recipe(self) -> dict[str, Any]:
+        """--dream-recipe as a dict (ValueError for text that is not a JSON object)."""
+        try:
+            recipe = json.loads(self.dream_recipe)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--dream-recipe {self.dream_recipe!r} is not JSON ({err})") from None
+        if not isinstance(recipe, dict):
+            raise ValueError(f"--dream-recipe {self.dream_recipe!r}: needs a JSON object of AgentConfig fields")
+        return recipe
 
 
 def budget_preset(base: PipelinePreset, budget: int) -> PipelinePreset:
@@ -85,15 +103,45 @@ class Study:
         self.args, self.base = args, pipeline_preset(args.preset)
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.stages = StageRecord(self.out / "stages.json", {"preset": args.preset, "seed": args.seed})
+        self.recipe = args.recipe()
+        header = {"preset": args.preset, "seed": args.seed, "dream_recipe": self.recipe}
+        self.stages = StageRecord(self.out / "stages.json", header, legacy={"dream_recipe": {}})
+        self.dream_config(self.base_agent(), 0)  # a bad recipe fails now, not after hours of world model
+
+    def base_agent(self):
+        """The preset's dream agent, before the study gives it a world model, seed and recipe."""
+        from genie_env.agents.train import AgentConfig
+
+        b = self.base
+        return AgentConfig(env="dream", steps=b.agent_steps, num_envs=b.agent_envs, n_steps=b.agent_n_steps,
+                           batch_size=b.agent_batch, features=b.agent_features)  # fmt: skip
+
+    def dream_config(self, cfg, seed: int):
+        """`cfg` (a dream agent's config) with the study's seed, precision and --dream-recipe."""
+        from genie_env.agents.train import with_fields
+
+        cfg = dataclasses.replace(cfg, seed=seed, precision=self.args.dream_precision)
+        return with_fields(cfg, self.recipe, "--dream-recipe")
+
+    def dyna_frames(self) -> int:
+        """The real frames each dream agent takes itself (Dyna's real envs; 0 without), out of every budget."""
+        from genie_env.agents.train import real_steps, trained_steps
+
+        cfg = self.dream_config(self.base_agent(), 0)
+        return real_steps(cfg, trained_steps(cfg))
 
     def pipeline(self, budget: int):
+        """The world model's pipeline of `budget`: all of its real frames but the dream agents' own."""
         from .pipeline import Pipeline, PipelineArgs
 
         args = PipelineArgs(preset=self.args.preset, out=str(self.out / str(budget) / "pipeline"), seed=self.args.seed,
                             distribution_mode=self.args.distribution_mode, full_steps=True)  # fmt: skip
-        header = {"preset": self.args.preset, "budget": budget}
-        return Pipeline(args, budget_preset(self.base, budget), header)
+        frames = budget - self.dyna_frames()
+        if frames < 1:
+            raise ValueError(f"--dream-recipe {self.args.dream_recipe}: its agents take {self.dyna_frames():,} real "
+                             f"frames, the whole budget of {budget:,}")  # fmt: skip
+        header = {"preset": self.args.preset, "budget": frames}
+        return Pipeline(args, budget_preset(self.base, frames), header)
 
     def run(self) -> dict[str, Any]:
         from genie_env._io import DirLock
@@ -115,7 +163,7 @@ class Study:
     def budget(self, budget: int) -> dict[str, Any]:
         """Every stage of one budget; returns its table row."""
         from genie_env.agents.study import budget_row, summarise_side
-        from genie_env.agents.train import train_or_resume
+        from genie_env.agents.train import steps_within, train_or_resume
 
         pipe = self.pipeline(budget)
         rounds = pipe.preset.rounds
@@ -123,30 +171,50 @@ class Study:
 
         def agent(side: str, seed: int, cfg) -> None:
             run = runs[(side, seed)] = self.out / str(budget) / f"{side}_seed{seed}"
-            self.stages.stage(f"{budget}/{side}_seed{seed}", lambda: str(train_or_resume(cfg, run)))
+            name = f"{budget}/{side}_seed{seed}"
+            self.retrain_if_over_budget(budget, side, seed, run)
+            self.stages.stage(name, lambda: str(train_or_resume(cfg, run)))
+            if real_frames(run) > budget:
+                raise ValueError(f"{run / 'config.json'}: the agent took {real_frames(run):,} real frames, over the "
+                                 f"budget of {budget:,}")  # fmt: skip
 
+        p = pipe.preset
+        ppo_steps = steps_within(budget, p.agent_envs, p.agent_n_steps)  # whole rollouts, never past the budget
         for seed in range(self.args.seeds):  # first: they need no world model, and they are the cheap side
-            agent("real", seed, dataclasses.replace(pipe.agent_config("real", budget), seed=seed, world_model=None,
+            agent("real", seed, dataclasses.replace(pipe.agent_config("real", ppo_steps), seed=seed, world_model=None,
                                                     context=()))  # fmt: skip
         world_model = pipe.build_world_model()
         exclude = tuple(str(pipe.path("world_model", k)) for k in range(1, rounds + 1))
         for seed in range(self.args.seeds):
-            cfg = pipe.agent_config("dream", pipe.preset.agent_steps, rounds)
-            agent("dream", seed, dataclasses.replace(cfg, seed=seed, precision=self.args.dream_precision))
+            agent("dream", seed, self.dream_config(pipe.agent_config("dream", p.agent_steps, rounds), seed))
         exclude += tuple(str(r) for r in runs.values())
         sides: dict[str, Any] = {}
         for side in ("dream", "real"):
             results = {split: {} for split in SPLITS}
             for seed in range(self.args.seeds):
                 for split in SPLITS:
-                    name = f"{budget}/eval/{side}_seed{seed}_{split}"
                     agent = str(runs[(side, seed)] / "agent.zip")
                     results[split][seed] = self.stages.stage(
-                        name, lambda a=agent, s=split: self.evaluate(a, s, exclude)
+                        eval_stage(budget, side, seed, split), lambda a=agent, s=split: self.evaluate(a, s, exclude)
                     )
             sides[side] = summarise_side(results["val"], results["test"])
         logger.info("budget %d: world model %s", budget, world_model)
         return budget_row(budget, sides)
+
+    def retrain_if_over_budget(self, budget: int, side: str, seed: int, run: Path) -> None:
+        """An agent recorded done that took more real frames than `budget` (real PPO before budgets were kept
+        to whole rollouts took up to one rollout more) is moved aside to RUN.over_budget, and it and its
+        evaluations are trained and run again."""
+        name = f"{budget}/{side}_seed{seed}"
+        if not self.stages.done(name) or not run.exists() or real_frames(run) <= budget:
+            return
+        aside = run.with_name(run.name + ".over_budget")
+        if aside.exists():
+            raise ValueError(f"{run} took more than {budget:,} real frames and {aside} is in the way: move it")
+        logger.warning("%s took %s real frames, over the budget of %s: moved to %s and trained again", run,
+                       f"{real_frames(run):,}", f"{budget:,}", aside)  # fmt: skip
+        run.rename(aside)
+        self.stages.forget(name, *(eval_stage(budget, side, seed, split) for split in SPLITS))
 
     def evaluate(self, agent: str, split: str, exclude: tuple[str, ...]) -> dict[str, Any]:
         """One agent on the validation or test levels; the summary without the per-episode lists (the full
@@ -165,6 +233,16 @@ class Study:
         name = Path(agent).parent.name if agent != "random" else "random"
         atomic_write_json(where / "eval" / f"{name}_{split}.json", result)
         return {k: v for k, v in result.items() if k != "per_episode"}
+
+
+def eval_stage(budget: int, side: str, seed: int, split: str) -> str:
+    """The name of the stage that evaluates one agent on one split."""
+    return f"{budget}/eval/{side}_seed{seed}_{split}"
+
+
+def real_frames(run: Path) -> int:
+    """The real frames the agent in `run` cost, as its config.json records them (0 where unknown)."""
+    return int(json.loads((run / "config.json").read_text()).get("real_frames") or 0)
 
 
 def main(argv: list[str] | None = None) -> None:

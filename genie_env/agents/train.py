@@ -16,7 +16,7 @@ import inspect
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -162,6 +162,41 @@ class AgentConfig:
                 f"--batch-size {self.batch_size} exceeds one rollout of {self.n_steps * self.num_envs} steps "
                 "(--n-steps x --num-envs)"
             )
+
+
+def with_fields(base: AgentConfig, change: dict[str, Any], what: str) -> AgentConfig:
+    """`base` with the AgentConfig fields in `change` replaced (a lever, e.g. {"entropy_limit": 2.5});
+    ValueError naming `what` (the flag or variant the fields came from) for unknown fields or bad values."""
+    if not isinstance(change, dict):
+        raise ValueError(f"{what}: needs a JSON object of AgentConfig fields, got {change!r}")
+    unknown = sorted(set(change) - {f.name for f in fields(AgentConfig)})
+    if unknown:
+        raise ValueError(f"{what}: unknown AgentConfig fields {unknown}")
+    try:
+        return replace(base, **change)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def trained_steps(cfg: AgentConfig) -> int:
+    """The steps `cfg` trains for in fact: SB3 collects whole rollouts (--n-steps x --num-envs) until it has
+    at least --steps."""
+    rollout = cfg.n_steps * cfg.num_envs
+    return -(-cfg.steps // rollout) * rollout
+
+
+def real_steps(cfg: AgentConfig, steps_done: int) -> int:
+    """Of `steps_done`, the steps taken on the real game: all with --env real, Dyna's share in a dream."""
+    return steps_done if cfg.env == "real" else steps_done * cfg.real_envs // cfg.num_envs
+
+
+def steps_within(budget: int, num_envs: int, n_steps: int) -> int:
+    """The most steps of whole rollouts (`n_steps` x `num_envs`) that stay within `budget` real frames, so
+    a real-game agent given a budget never takes more (ValueError if not even one rollout fits)."""
+    rollout = n_steps * num_envs
+    if budget < rollout:
+        raise ValueError(f"a budget of {budget:,} real frames is less than one rollout ({n_steps} x {num_envs} envs)")
+    return budget // rollout * rollout
 
 
 def algorithm_class(name: str) -> type[OnPolicyAlgorithm]:
@@ -401,11 +436,9 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
 
 def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None) -> None:
     """RUN/config.json: the config, progress, and the real and dreamed frames the agent cost."""
-    real_steps = steps_done if cfg.env == "real" else steps_done * cfg.real_envs // cfg.num_envs  # Dyna's real envs
-    real_frames = (
-        real_steps if cfg.env == "real" else None if world_model_frames is None else world_model_frames + real_steps
-    )
+    real = real_steps(cfg, steps_done)  # all of them, or Dyna's real envs
+    real_frames = real if cfg.env == "real" else None if world_model_frames is None else world_model_frames + real
     atomic_write_json(run / "config.json", {
         "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
-        "real_frames": real_frames, "dream_frames": steps_done - real_steps, "wall_s": wall_s,
+        "real_frames": real_frames, "dream_frames": steps_done - real, "wall_s": wall_s,
     })  # fmt: skip

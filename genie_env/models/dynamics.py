@@ -85,6 +85,10 @@ class DynamicsConfig:
     """weight of the reward and termination losses next to the token cross-entropy"""
     attention: Literal["st", "full"] = "st"
     """st, or full spatiotemporal attention (scaling benchmark only)"""
+    temporal_every: int = 1
+    """temporal attention in every k-th block only (1 = every block; Dreamer 4 keeps it in every 4th)"""
+    kv_heads: int = 0
+    """key/value heads of grouped-query attention (0 = heads: standard multi-head attention)"""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ACTION_MODES:
@@ -154,6 +158,7 @@ class DynamicsModel(nn.Module):
         self.st = STTransformer(STConfig(
             dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, tokens=spatial,
             max_frames=cfg.context_frames, temporal_pos="rope", window=cfg.context_frames, attention=cfg.attention,
+            temporal_every=cfg.temporal_every, kv_heads=cfg.kv_heads,
         ))  # fmt: skip
         self.head = nn.Linear(cfg.dim, cfg.codebook_size)
         values = torch.tensor(cfg.reward_values, dtype=torch.float32)
@@ -268,10 +273,12 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------------- sampling
     def cache_bytes(self, batch: int) -> int:
-        """Memory the KV cache of `batch` dreams takes (keys and values of every block, float32: what CPU keeps)."""
-        cfg = self.cfg
-        spatial = cfg.tokens + (cfg.action_mode == "token")
-        return 2 * cfg.depth * spatial * cfg.context_frames * cfg.dim * 4 * batch
+        """Memory the KV cache of `batch` dreams takes (keys and values of every temporal block, float32: what
+        CPU keeps)."""
+        st = self.st.cfg
+        blocks = sum(st.has_temporal(i) for i in range(st.depth))
+        kv_width = (st.kv_heads or st.heads) * (st.dim // st.heads)
+        return 2 * blocks * st.tokens * st.window * kv_width * 4 * batch
 
     def new_cache(self, batch: int) -> KVCache:
         """An empty KV cache for `batch` sequences (sliding window of `context_frames`), for `observe` and `step`."""

@@ -45,10 +45,23 @@ class STConfig:
     """temporal attention looks back at most this many frames, the current one included (0 = all)"""
     attention: Literal["st", "full"] = "st"
     """st (spatial then temporal) or full (all tokens of all frames, frame-causal; benchmark only)"""
+    temporal_every: int = 1
+    """temporal attention in every k-th block only (the last of each k; the others attend within the frame):
+    1 = every block; Dreamer 4 keeps it in every 4th"""
+    kv_heads: int = 0
+    """key/value heads (grouped-query attention: each serves heads / kv_heads query heads); 0 = heads"""
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads} into even head sizes")
+        if self.kv_heads < 0 or self.heads % (self.kv_heads or self.heads):
+            raise ValueError(f"kv_heads {self.kv_heads} must divide heads {self.heads} (0 = heads)")
+        if not 1 <= self.temporal_every <= self.depth:
+            raise ValueError(f"temporal_every {self.temporal_every} must be in 1..depth ({self.depth})")
+
+    def has_temporal(self, block: int) -> bool:
+        """Whether block `block` (0-based) attends across frames."""
+        return block % self.temporal_every == self.temporal_every - 1
         if self.temporal_pos not in ("learned", "rope"):
             raise ValueError(f"unknown temporal_pos {self.temporal_pos!r}: use learned or rope")
         if self.attention not in ("st", "full"):
@@ -136,7 +149,8 @@ class KVCache:
         return self.frames.repeat_interleave(self.spatial)[:, None]
 
     def attend(self, block: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Store this frame's k, v (B*S, H, 1, d) and attend q (B*S, H, 1, d) over each row's window."""
+        """Store this frame's k, v (B*S, Hkv, 1, d) and attend q (B*S, H, 1, d) over each row's window (each
+        key/value head serving H / Hkv query heads: grouped-query attention keeps only Hkv heads)."""
         n, h, _, d = k.shape
         if n != len(self.frames) * self.spatial:
             raise ValueError(f"cache holds {len(self.frames)} sequences of {self.spatial} tokens, got {n} rows")
@@ -156,9 +170,12 @@ class KVCache:
         # data and torch.compile traces the step in one graph
         filled = (self.frames + 1).clamp(max=self.window)
         valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
-        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
+        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None, None]  # (B*S, 1, 1, 1, W)
+        group = q.shape[1] // h  # query heads per key/value head: (B*S, Hkv, group, 1, d) against (B*S, Hkv, 1, W, d)
+        grouped = q.reshape(n, h, group, 1, d).to(keys.dtype)
         with torch.autocast(k.device.type, enabled=False):  # autocast would cast the cache back to bf16
-            return matmul_attention(q.to(keys.dtype), keys, values, mask).to(q.dtype)
+            attended = matmul_attention(grouped, keys[:, :, None], values[:, :, None], mask)
+        return attended.reshape(q.shape).to(q.dtype)
 
     def advance(self) -> None:
         """Every batch element has stored one more frame."""
@@ -185,34 +202,47 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over the second-to-last axis of (N, L, D), via SDPA."""
+    """Multi-head self-attention over the second-to-last axis of (N, L, D), via SDPA; with `kv_heads` <
+    `heads`, grouped-query attention (one key/value head per heads / kv_heads query heads)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, kv_heads: int = 0) -> None:
         super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.heads, self.kv_heads = heads, kv_heads or heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, dim + 2 * self.kv_heads * self.head_dim)
         self.proj = nn.Linear(dim, dim)
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q, k, v = rearrange(self.qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
-        return q, k, v
+        """q (N, heads, L, d), k and v (N, kv_heads, L, d)."""
+        q, kv = self.qkv(x).split([self.heads * self.head_dim, 2 * self.kv_heads * self.head_dim], -1)
+        k, v = rearrange(kv, "n l (two h d) -> two n h l d", two=2, h=self.kv_heads)
+        return rearrange(q, "n l (h d) -> n h l d", h=self.heads), k, v
 
     def out(self, attended: torch.Tensor) -> torch.Tensor:
         return self.proj(rearrange(attended, "n h l d -> n l (h d)"))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         q, k, v = self.qkv_heads(x)
-        return self.out(sdpa(q, k, v, mask, causal))
+        return self.out(sdpa(q, *expand_kv(k, v, self.heads), mask, causal))
+
+
+def expand_kv(k: torch.Tensor, v: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grouped keys and values (N, kv_heads, L, d) repeated to `heads` heads (each serves heads / kv_heads
+    consecutive query heads); unchanged when they already have `heads`."""
+    group = heads // k.shape[1]
+    return (k, v) if group == 1 else (k.repeat_interleave(group, 1), v.repeat_interleave(group, 1))
 
 
 class STBlock(nn.Module):
-    """Spatial attention, causal temporal attention, MLP; each pre-norm with a residual."""
+    """Spatial attention, causal temporal attention (unless `temporal` is False), MLP; each pre-norm with a
+    residual."""
 
-    def __init__(self, cfg: STConfig) -> None:
+    def __init__(self, cfg: STConfig, temporal: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
-        self.norm_s, self.spatial = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
-        self.norm_t, self.temporal = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        self.norm_s, self.spatial = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads, cfg.kv_heads)
+        self.temporal = Attention(cfg.dim, cfg.heads, cfg.kv_heads) if temporal else None
+        self.norm_t = nn.LayerNorm(cfg.dim) if temporal else None
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
@@ -227,18 +257,24 @@ class STBlock(nn.Module):
         b, t, s, _ = x.shape
         h = rearrange(x, "b t s d -> (b t) s d")
         h = h + self.spatial(self.norm_s(h))
-        h = rearrange(h, "(b t) s d -> (b s) t d", b=b, t=t)
-        q, k, v = self.temporal.qkv_heads(self.norm_t(h))
+        h = rearrange(h, "(b t) s d -> b t s d", b=b, t=t)
+        if self.temporal is not None:
+            h = h + self.attend_in_time(h, cache, index, phases)
+        return h + self.mlp(self.norm_m(h))
+
+    def attend_in_time(self, h: torch.Tensor, cache: KVCache | None, index: int,
+                       phases: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """The temporal attention's update of h (B, T, S, D): each position attends to its own past frames."""
+        b, t, s, _ = h.shape
+        q, k, v = self.temporal.qkv_heads(self.norm_t(rearrange(h, "b t s d -> (b s) t d")))
         if phases is not None:
             q, k = rope(q, phases), rope(k, phases)
         if cache is not None:
             attended = cache.attend(index, q, k, v)
         else:
-            mask = window_mask(t, self.cfg.window, x.device) if self.cfg.window and self.cfg.window < t else None
-            attended = sdpa(q, k, v, mask, causal=True)
-        h = h + self.temporal.out(attended)
-        h = rearrange(h, "(b s) t d -> b t s d", b=b, s=s)
-        return h + self.mlp(self.norm_m(h))
+            mask = window_mask(t, self.cfg.window, h.device) if self.cfg.window and self.cfg.window < t else None
+            attended = sdpa(q, *expand_kv(k, v, self.cfg.heads), mask, causal=True)
+        return rearrange(self.temporal.out(attended), "(b s) t d -> b t s d", b=b, s=s)
 
 
 class FullBlock(nn.Module):
@@ -246,7 +282,7 @@ class FullBlock(nn.Module):
 
     def __init__(self, cfg: STConfig) -> None:
         super().__init__()
-        self.norm_a, self.attn = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        self.norm_a, self.attn = nn.LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads, cfg.kv_heads)
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
@@ -273,8 +309,10 @@ class STTransformer(nn.Module):
         self.pos_spatial = nn.Parameter(torch.randn(cfg.tokens, cfg.dim) * 0.02)
         if cfg.temporal_pos == "learned":
             self.pos_temporal = nn.Parameter(torch.randn(cfg.max_frames, cfg.dim) * 0.02)
-        block = STBlock if cfg.attention == "st" else FullBlock
-        self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.depth))
+        if cfg.attention == "st":
+            self.blocks = nn.ModuleList(STBlock(cfg, cfg.has_temporal(i)) for i in range(cfg.depth))
+        else:
+            self.blocks = nn.ModuleList(FullBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim)
 
     def new_cache(self, batch: int) -> KVCache:

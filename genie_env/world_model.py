@@ -44,6 +44,11 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     return precision
 
 
+AGENT_CONTEXTS = "agent_contexts.npz"
+"""the file in a world-model directory of real frames from anywhere inside its own training episodes,
+where dream agents start (`genie train-agent --env dream` without --context): their dreams are short
+(--horizon 20), and from level starts alone a 20-step dream of CoinRun never reaches the coin"""
+
 ACTION_MAP = "action_map.json"
 """the file in a world-model directory of latent actions that maps the game's real actions onto them
 (`genie map-actions`), so `GenieProcgen-v0` can play it with the real action space"""
@@ -248,7 +253,9 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     """Assemble a world-model directory that `load_world_model(out)` and `GenieCoinRun-v0` take:
     `out/tokenizer`, `out/dynamics` (inference checkpoints, float16 by default), `out/contexts.npz`
     (`num_contexts` real level starts of `context_frames` frames from the train split of the frame
-    dataset, or of several: every round of collected data the model was trained on) and
+    dataset, or of several: every round of collected data the model was trained on: where the env's
+    episodes start), `out/agent_contexts.npz` (4,096 contexts from anywhere inside those episodes:
+    where dream agents' short dreams start, `AGENT_CONTEXTS`) and
     `out/levels.json` (the real level seeds and frame count of those datasets, so evaluation can show
     its levels are held out and the real-frame budget counts every round)."""
     out = Path(out)
@@ -266,6 +273,7 @@ def package_world_model(tokenizer: str | Path, dynamics: str | Path, frames: str
     export_checkpoint(resolve_checkpoint(tokenizer), out / "tokenizer", dtype, force=True)
     export_checkpoint(resolve_checkpoint(dynamics), out / "dynamics", dtype, force=True)
     ContextSource.from_dataset(datasets, context_frames, "start", limit=num_contexts).save(out / "contexts.npz")
+    ContextSource.from_dataset(datasets, context_frames, "any").save(out / AGENT_CONTEXTS)
     atomic_write_json(out / "levels.json", {
         "level_seeds": sorted(set().union(*(dataset_level_seeds(d) for d in datasets))),
         "frames": sum(m.counts["frames"] for m in manifests), "distribution_mode": modes.pop(),

@@ -214,3 +214,33 @@ def test_agents_saved_with_the_old_module_path_still_load(tiny_agent, tmp_path):
     assert "features_extractor_class" not in json.dumps(data.get("policy_kwargs", {}))  # NatureCNN: nothing to map
     shipped = load_agent(Path(genie_env.__file__).parent / "assets" / "coinrun" / "agent.zip")  # names genie_env.agent
     assert isinstance(shipped.policy.features_extractor, ImpalaCNN)
+
+
+def test_dream_agents_start_anywhere_in_the_world_models_episodes_unless_given_contexts(
+    tiny_world_model, tiny_dataset, tmp_path, caplog
+):
+    import dataclasses
+    import logging
+    import shutil
+
+    from genie_env.agents.train import dream_context
+    from genie_env.data.context import ContextSource
+    from genie_env.world_model import AGENT_CONTEXTS, DEFAULT_MODEL_DIR
+
+    # packaged with the world model: frames from inside its training episodes, not only their first frames
+    starts = ContextSource.from_dataset(tiny_dataset, 1, "start", limit=10**6).frames
+    inside = ContextSource.from_file(tiny_world_model / AGENT_CONTEXTS).frames
+    first = {frame.tobytes() for frame in starts}
+    assert len(inside) > len(starts) and sum(frame.tobytes() not in first for frame in inside) > len(inside) // 2
+    cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), steps=256, num_envs=4, n_steps=32,
+                      batch_size=64, horizon=8)  # fmt: skip
+    assert dream_context(cfg) == str(tiny_world_model / AGENT_CONTEXTS)
+    assert dream_context(dataclasses.replace(cfg, context=(str(tiny_dataset),))) == str(tiny_dataset)
+    assert dream_context(dataclasses.replace(cfg, world_model=None)) == str(DEFAULT_MODEL_DIR / AGENT_CONTEXTS)
+    assert (DEFAULT_MODEL_DIR / AGENT_CONTEXTS).stat().st_size < 5_000_000  # shipped, within the wheel's budget
+    # a world model packaged before it had agent contexts: its level starts, with a warning that says why not
+    old = Path(shutil.copytree(tiny_world_model, tmp_path / "old"))
+    (old / AGENT_CONTEXTS).unlink()
+    with caplog.at_level(logging.WARNING, logger="genie_env.agents.train"):
+        assert dream_context(dataclasses.replace(cfg, world_model=str(old))) is None
+    assert f"has no {AGENT_CONTEXTS}" in caplog.text and "--context" in caplog.text

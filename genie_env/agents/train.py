@@ -34,7 +34,7 @@ from genie_env.envs.sb3 import ConcatVecEnv, SB3VecEnv
 from genie_env.envs.user import real_vector_env
 from genie_env.games import DEFAULT_GAME, DistributionMode, LevelConfig, check_any_game, is_user_game
 from genie_env.user_game import parse_env_kwargs
-from genie_env.world_model import DEFAULT_MODEL_DIR, Precision
+from genie_env.world_model import AGENT_CONTEXTS, DEFAULT_MODEL_DIR, Precision, shipped_model_dir
 
 import_gym_quietly()
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
@@ -218,7 +218,7 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
         dream = GenieVectorEnv if is_user_game(cfg.game) else GenieProcgenVectorEnv
         parts.append(SB3VecEnv(dream(
             cfg.num_envs - real, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
-            sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=_context_arg(cfg.context),
+            sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=dream_context(cfg),
             reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events, game=cfg.game,
             uncertainty_penalty=cfg.uncertainty_penalty, entropy_limit=cfg.entropy_limit,
         )))  # fmt: skip
@@ -227,9 +227,19 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
     return VecMonitor(env)
 
 
-def _context_arg(context: tuple[str, ...]) -> str | list[str] | None:
-    """The dream env's `context` kwarg for the config's --context paths."""
-    return None if not context else context[0] if len(context) == 1 else list(context)
+def dream_context(cfg: AgentConfig) -> str | list[str] | None:
+    """The dream env's `context` kwarg: the config's --context paths, or without them the world model's
+    `agent_contexts.npz` (frames from anywhere in its training episodes). A world model packaged before
+    it had one falls back on its level starts, with a warning: from there few short dreams reach a reward."""
+    if cfg.context:
+        return cfg.context[0] if len(cfg.context) == 1 else list(cfg.context)
+    model_dir = Path(cfg.world_model) if cfg.world_model else shipped_model_dir(cfg.game)
+    if (model_dir / AGENT_CONTEXTS).exists():
+        return str(model_dir / AGENT_CONTEXTS)
+    logger.warning("%s has no %s: dreams start at its level starts (contexts.npz), and few %d-step dreams from "
+                   "there reach a reward; pass --context DATASET (its training data)", model_dir, AGENT_CONTEXTS,
+                   cfg.horizon)  # fmt: skip
+    return None
 
 
 def make_eval_env(cfg: AgentConfig, num_envs: int = 16) -> VecEnv:

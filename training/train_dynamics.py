@@ -10,16 +10,19 @@ import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import tyro
 
+from genie_env.checkpoint import resolve_checkpoint, weights_sha256
 from genie_env.data.dataset import reward_values, token_manifests, token_windows
 from genie_env.data.manifest import dataset_identities
 from genie_env.games import REWARD_VALUES
-from genie_env.models import init_config, init_weights
+from genie_env.models import check_trained_on, init_config, init_weights, load_dynamics, tokenizer_identity
 from genie_env.models.common import seed_everything
+from genie_env.models.distill import DistillObjective
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective
 from genie_env.models.rewards import reward_support
 from genie_env.presets import PresetName, dynamics_preset
@@ -60,12 +63,25 @@ class TrainDynamicsArgs:
     tokens with (`genie tokenize --lam RUN`): the model then never sees a real action"""
     lam: str | None = None
     """with --actions latent: the LAM run the tokens must have been labelled by"""
+    distill_from: str | None = None
+    """train a student of this dynamics model (a run, a checkpoint, or a world-model directory such as the
+    shipped genie_env/assets/coinrun): it learns the teacher's predicted distributions of tokens, rewards and
+    ends rather than the data's (genie_env/models/distill.py); --model sets the student's architecture,
+    e.g. --model.temporal-every 4 --model.kv-heads 1, and the reward values are the teacher's"""
+    distill_dreamed: float = 0.5
+    """with --distill-from: probability that a window is the teacher's own greedy dream after a real
+    prefix of 1..W-1 frames, so the student learns the teacher where dream agents go"""
     resume: bool = False
     """continue the run in --out from its last checkpoint"""
 
     def __post_init__(self) -> None:
         if (self.actions == "latent") != (self.lam is not None):
             raise ValueError("--actions latent needs --lam RUN (the LAM that labelled the tokens), and only it")
+        if self.distill_from is not None and self.self_forcing:
+            raise ValueError("--distill-from and --self-forcing: a student learns the teacher's dreams with "
+                             "--distill-dreamed instead")  # fmt: skip
+        if not 0.0 <= self.distill_dreamed <= 1.0:
+            raise ValueError(f"--distill-dreamed is a probability in [0, 1], got {self.distill_dreamed}")
         if isinstance(self.tokens, str):  # one directory given as a plain string (from Python)
             object.__setattr__(self, "tokens", (self.tokens,))
 
@@ -86,8 +102,9 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         logger.info("token grid %dx%d and %d codes taken from %s", grid, grid, vocab, args.tokens[0])
     seed_everything(args.train.seed)
     dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
-    seen = reward_values(dataset)
-    model_cfg = dataclasses.replace(model_cfg, reward_values=reward_head_support(args, seen, manifest.game))
+    teacher = load_teacher(args, manifest.tokenizer) if args.distill_from else None
+    support = teacher.cfg.reward_values if teacher else reward_head_support(args, reward_values(dataset), manifest.game)
+    model_cfg = dataclasses.replace(model_cfg, reward_values=tuple(support))
     model = DynamicsModel(model_cfg)
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
              "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
@@ -97,11 +114,32 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         extra["self_forcing"] = args.self_forcing
     if args.init_from:  # recorded on resume too; the weights then come from the run's own checkpoint
         extra["init_from"] = init_weights(model, args.init_from, manifest.tokenizer, load=not args.resume)
+    if teacher is not None:  # recorded only when used, so runs from before the option still resume
+        ckpt = resolve_checkpoint(teacher_path(args.distill_from))
+        extra["distill_from"] = {"path": str(ckpt), "sha256": weights_sha256(ckpt), "dreamed": args.distill_dreamed}
+        objective = DistillObjective(model, teacher, args.distill_dreamed, args.distill_from)
+    else:
+        objective = DynamicsObjective(model, args.self_forcing)
     trainer = Trainer(
-        DynamicsObjective(model, args.self_forcing), dataset, args.train, args.out, kind="dynamics",
+        objective, dataset, args.train, args.out, kind="dynamics",
         model_config=model_cfg, resume=args.resume, extra_config=extra,
     )  # fmt: skip
     return trainer.fit()
+
+
+def teacher_path(path: str) -> Path:
+    """A dynamics run or checkpoint, or the dynamics of a world-model directory."""
+    return Path(path) / "dynamics" if (Path(path) / "dynamics" / "config.json").exists() else Path(path)
+
+
+def load_teacher(args: TrainDynamicsArgs, tokenizer: dict) -> DynamicsModel:
+    """The --distill-from model, checked to have been trained on tokens of the tokens' tokenizer."""
+    path = teacher_path(args.distill_from)
+    known = {tokenizer["sha256"]}
+    if Path(tokenizer["path"]).exists():  # an exported tokenizer is also known by its source's sha256
+        known |= tokenizer_identity(tokenizer["path"])
+    check_trained_on(path, known, f"--tokens {args.tokens[0]}", dynamics_name=f"--distill-from {args.distill_from}")
+    return load_dynamics(path)  # on CPU: the objective moves it to the training device
 
 
 def reward_head_support(args: TrainDynamicsArgs, seen: np.ndarray, game: str) -> tuple[float, ...]:
@@ -122,7 +160,6 @@ def reward_head_support(args: TrainDynamicsArgs, seen: np.ndarray, game: str) ->
 
 def check_actions_match(args: TrainDynamicsArgs, actions: dict | None) -> None:
     """--actions/--lam must say what the tokens hold: real actions, or those of that very LAM."""
-    from genie_env.checkpoint import resolve_checkpoint, weights_sha256
     from genie_env.models.tokenize import describe_actions
 
     if args.actions == "real" and actions is not None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from genie_env._compat import import_gym_quietly
 from genie_env._io import DirLock, atomic_path, atomic_write_json
+from genie_env.agents.curriculum import PLRCallback, PrioritizedContexts
 from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL
 from genie_env.agents.networks import Features, policy_kwargs
 from genie_env.agents.policies import load_agent, sb3_class
@@ -45,6 +46,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor  # noqa: E402
 logger = logging.getLogger(__name__)
 
 TrainEnv = Literal["dream", "real"]
+StartCurriculum = Literal["uniform", "plr"]
 Algo = Literal["ppo", "a2c"]
 AGENT_FORMAT_VERSION = 1
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
@@ -103,6 +105,13 @@ class AgentConfig:
     real_envs: int = 0
     """Dyna: of --num-envs, this many step the real game (training levels) beside the dreams, so every update
     mixes real and dreamed steps; their frames count as real frames (0 = dreams only)"""
+    start_curriculum: StartCurriculum = "uniform"
+    """where dreams start among the contexts: uniform, or plr (prioritised level replay: contexts whose last
+    dream had large advantages start more often, genie_env/agents/curriculum.py)"""
+    plr_temperature: float = 0.1
+    """with --start-curriculum plr: the rank-prioritisation temperature (lower: the top contexts dominate)"""
+    plr_staleness: float = 0.1
+    """with --start-curriculum plr: the share of the draw given to contexts by how long ago they last started"""
     device: str = "cpu"
     """device of the policy network and of the world model"""
     n_steps: int = 128
@@ -140,7 +149,8 @@ class AgentConfig:
         object.__setattr__(self, "context", context)
         for flag, value, kind in (("env", self.env, TrainEnv), ("features", self.features, Features),
                                   ("reset-from", self.reset_from, ResetFrom), ("events", self.events, Events),
-                                  ("precision", self.precision, Precision)):  # fmt: skip
+                                  ("precision", self.precision, Precision),
+                                  ("start-curriculum", self.start_curriculum, StartCurriculum)):  # fmt: skip
             if value not in get_args(kind):
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
         algorithm_class(self.algo)
@@ -154,6 +164,10 @@ class AgentConfig:
         if min(self.temperature, self.uncertainty_penalty, self.entropy_limit) < 0 or self.maskgit_steps < 1:
             raise ValueError("--temperature, --uncertainty-penalty and --entropy-limit must be >= 0, "
                              "--maskgit-steps >= 1")  # fmt: skip
+        if self.start_curriculum != "uniform" and self.env != "dream":
+            raise ValueError(f"--start-curriculum {self.start_curriculum} is for dreams (--env dream)")
+        if not self.plr_temperature > 0 or not 0.0 <= self.plr_staleness <= 1.0:
+            raise ValueError("--plr-temperature must be > 0 and --plr-staleness in [0, 1]")
         if self.real_envs and (self.env != "dream" or not 0 < self.real_envs < self.num_envs):
             raise ValueError(f"--real-envs {self.real_envs} needs --env dream and 0 < --real-envs < --num-envs "
                              f"({self.num_envs}): the other envs dream")  # fmt: skip
@@ -209,22 +223,29 @@ def algorithm_class(name: str) -> type[OnPolicyAlgorithm]:
 def make_vec_env(cfg: AgentConfig) -> VecEnv:
     """The batched training env as an SB3 VecEnv: N dreams or N real levels (unbounded level seeds), or
     with --real-envs K the K real levels first and N - K dreams after them (`ConcatVecEnv`), with SB3's
-    `VecMonitor` keeping the episode statistics."""
+    `VecMonitor` keeping the episode statistics. Its `context_sampler` is the curriculum the dreams start
+    from with --start-curriculum plr (`PrioritizedContexts`), else None."""
     real = cfg.num_envs if cfg.env == "real" else cfg.real_envs
-    parts = []
+    parts, sampler = [], None
     if real:
         parts.append(SB3VecEnv(real_vector_env(cfg.game, real, LevelConfig(cfg.distribution_mode), cfg.env_kwargs)))
     if cfg.env == "dream":
         dream = GenieVectorEnv if is_user_game(cfg.game) else GenieProcgenVectorEnv
-        parts.append(SB3VecEnv(dream(
+        dreams = dream(
             cfg.num_envs - real, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
             sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=dream_context(cfg),
             reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events, game=cfg.game,
             uncertainty_penalty=cfg.uncertainty_penalty, entropy_limit=cfg.entropy_limit,
-        )))  # fmt: skip
+        )  # fmt: skip
+        if cfg.start_curriculum == "plr":
+            sampler = PrioritizedContexts(len(dreams.dream.source), cfg.plr_temperature, cfg.plr_staleness)
+            dreams.set_context_sampler(sampler)
+        parts.append(SB3VecEnv(dreams))
     env = parts[0] if len(parts) == 1 else ConcatVecEnv(parts)
     env.seed(cfg.seed)
-    return VecMonitor(env)
+    monitored = VecMonitor(env)
+    monitored.context_sampler = sampler  # what PLRCallback scores
+    return monitored
 
 
 def dream_context(cfg: AgentConfig) -> str | list[str] | None:
@@ -426,6 +447,8 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
         callbacks.append(_Progress(cfg.steps, done_before))
     if cfg.real_envs:
         callbacks.append(_RealReturns(cfg.real_envs))
+    if env.context_sampler is not None:
+        callbacks.append(PLRCallback(env.context_sampler))
     if cfg.max_minutes:
         callbacks.append(_TimeLimit(cfg.max_minutes))
     if cfg.eval_every:

@@ -53,7 +53,14 @@ class ContextSource:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One context: frames uint8 (C, 64, 64, 3), actions int64 (C-1,)."""
-        i = int(rng.integers(len(self.frames)))
+        return self[self.sample_index(rng)]
+
+    def sample_index(self, rng: np.random.Generator) -> int:
+        """The index of a context drawn uniformly."""
+        return int(rng.integers(len(self.frames)))
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Context i: frames uint8 (C, 64, 64, 3), actions int64 (C-1,)."""
         return self.frames[i], self.actions[i]
 
     @classmethod

@@ -143,6 +143,8 @@ class DreamBatch:
         if not uncertainty_penalty >= 0:
             raise ValueError(f"uncertainty_penalty must be >= 0, got {uncertainty_penalty}")
         self.wm, self.source, self.num, self.events = wm, source, num, events
+        self.context_sampler: Any = None  # where dreams start: uniform, or a curriculum's (`set_context_sampler`)
+        self.context_index = np.zeros(num, np.int64)
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.track_entropy = track_entropy or self.uncertainty_penalty > 0  # info["token_entropy"] every step
         # real -> latent actions, for a latent world model played with the real actions (contexts hold real ones)
@@ -159,6 +161,14 @@ class DreamBatch:
         # in a game whose only reward is its goal (CoinRun's coin), a predicted reward ends the dream
         self.ends_on_reward = wm.game in ENDS_ON_REWARD
 
+    def set_context_sampler(self, sampler: Any) -> None:
+        """Dreams start from the context `sampler.sample(rng)` picks (an index; e.g.
+        `genie_env.agents.curriculum.PrioritizedContexts`), or uniformly with None."""
+        size = getattr(sampler, "size", len(self.source))
+        if sampler is not None and size != len(self.source):
+            raise ValueError(f"the context sampler covers {size} contexts, the env has {len(self.source)}")
+        self.context_sampler = sampler
+
     def set_sampling(self, steps: int, temperature: float) -> None:
         """MaskGIT steps per frame and sampling temperature (0 = greedy) of every later step."""
         if isinstance(steps, bool) or int(steps) != steps or steps < 1 or not temperature >= 0:
@@ -167,8 +177,11 @@ class DreamBatch:
 
     @torch.no_grad()
     def start(self, i: int, rng: np.random.Generator) -> None:
-        """Start dream i from a context drawn with `rng`; its sampling generator is seeded from `rng` too."""
-        frames, actions = self.source.sample(rng)
+        """Start dream i from a context drawn with `rng` (by the context sampler, if one is set); its
+        sampling generator is seeded from `rng` too."""
+        sampler = self.context_sampler
+        self.context_index[i] = sampler.sample(rng) if sampler is not None else self.source.sample_index(rng)
+        frames, actions = self.source[self.context_index[i]]
         if self.action_map is not None:
             actions = self.action_map[torch.as_tensor(actions, dtype=torch.long)].numpy()
         self.generators[i].manual_seed(int(rng.integers(2**63 - 1)))
@@ -211,7 +224,8 @@ class DreamBatch:
             rewarded = reward_p >= 0.5 if self.events == "expected" else rewards != 0
             terminated = terminated | rewarded
         self.dream_step += 1
-        info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy()}
+        info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy(),
+                "context_index": self.context_index.copy()}  # of the episode each step belongs to  # fmt: skip
         if self.track_entropy:
             info["token_entropy"] = out.token_entropy.float().cpu().numpy()
             # the model's doubt about the frame costs reward (as MOPO's penalty)
@@ -260,7 +274,8 @@ class GenieEnv(gym.Env):
 
     ## Info
     `termination_prob`, `reward_prob` (the probability of a non-zero reward: CoinRun's coin), `dream_step`,
-    and with an uncertainty penalty or an entropy limit `token_entropy`.
+    `context_index` (the context the step's episode started from: `set_context_sampler` takes a curriculum
+    over them), and with an uncertainty penalty or an entropy limit `token_entropy`.
 
     ## Kwargs
     `game` (keyword-only: the Procgen game; by default the world model's, CoinRun's with no world model),
@@ -299,8 +314,13 @@ class GenieEnv(gym.Env):
         self._window = None
 
     def set_context(self, source: ContextSource) -> None:
-        """Draw the contexts of later resets from `source`."""
+        """Draw the contexts of later resets from `source` (uniformly: a context sampler is dropped)."""
         self.dream.source = source
+        self.dream.set_context_sampler(None)
+
+    def set_context_sampler(self, sampler: Any) -> None:
+        """Later dreams start from the context `sampler.sample(rng)` picks (see `DreamBatch.set_context_sampler`)."""
+        self.dream.set_context_sampler(sampler)
 
     def set_sampling(self, steps: int, temperature: float) -> None:
         """MaskGIT steps per frame and sampling temperature (0 = greedy) from the next step on."""
@@ -379,6 +399,10 @@ class GenieVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = action_meanings(wm, self.procgen)
         self._rngs: list[np.random.Generator] | None = None
+
+    def set_context_sampler(self, sampler: Any) -> None:
+        """Later dreams start from the context `sampler.sample(rng)` picks (see `DreamBatch.set_context_sampler`)."""
+        self.dream.set_context_sampler(sampler)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         self._rngs = [seeding.np_random(s)[0] for s in vector_seeds(seed, self.num_envs)]

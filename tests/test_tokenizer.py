@@ -120,3 +120,42 @@ def test_decoder_unpatchifies_with_a_matmul_equal_to_its_transposed_conv():
         assert torch.allclose(tokens_to_patches(x, layer), layer(x), atol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in float32 even under autocast
             assert tokens_to_patches(x, layer).dtype == torch.float32
+
+
+def test_a_new_lighter_decoder_keeps_the_tokens_and_fits_the_old_tokenizers_dynamics(
+    tiny_dataset, tiny_world_model, tmp_path
+):
+    import dataclasses
+
+    from genie_env.cli import train_tokenizer
+
+    from genie_env.data.dataset import WindowDataset
+    from genie_env.models import tokenizer_identity
+    from genie_env.models.tokenizer import DecoderObjective
+    from genie_env.world_model import load_world_model, package_world_model
+
+    args = train_tokenizer.default_args("tiny")
+    lighter = dataclasses.replace(args.model, decoder_channels=args.model.channels // 2, decoder_blocks=0)
+    run = tmp_path / "decoder"
+    train = dataclasses.replace(args.train, steps=40, checkpoint_every=20)
+    train_tokenizer.run(dataclasses.replace(args, data=str(tiny_dataset), out=str(run), model=lighter, train=train,
+                                            decoder_for=str(tiny_world_model)))  # fmt: skip
+    old, new = load_tokenizer(tiny_world_model / "tokenizer"), load_tokenizer(run)
+    windows = WindowDataset(tiny_dataset, split="train", window=1)
+    frames = torch.stack([torch.as_tensor(windows[i]["frames"]) for i in range(16)])
+    assert torch.equal(old.encode(frames), new.encode(frames))  # the same tokens
+    size = lambda m: sum(p.numel() for p in m.decoder.parameters())  # noqa: E731
+    assert size(new) < size(old) / 2
+    assert tokenizer_identity(tiny_world_model / "tokenizer") <= tokenizer_identity(run)
+    # the old tokenizer's dynamics model fits the new tokenizer, which decodes its dreams
+    out = package_world_model(run, tiny_world_model.parent / "dyn_run", tiny_dataset, tmp_path / "wm", num_contexts=4)
+    wm = load_world_model(out)
+    assert wm.tokenizer.cfg.decoder_blocks == 0
+    # and its decoder learned: better reconstructions than a fresh decoder of the same shape
+    torch.manual_seed(0)
+    fresh = Tokenizer(new.cfg)
+    fresh.load_state_dict({k: v for k, v in new.state_dict().items() if not k.startswith("decoder.")}, strict=False)
+    batch = {"frames": frames}
+    assert DecoderObjective(new)(batch).metrics["psnr"] > DecoderObjective(fresh)(batch).metrics["psnr"] + 1.0
+    with pytest.raises(ValueError, match="are for the conv tokenizer"):
+        TokenizerConfig(kind="stvivit", channels=32, heads=2, decoder_blocks=1)

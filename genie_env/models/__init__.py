@@ -48,11 +48,13 @@ def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActi
 
 
 def tokenizer_identity(path: str | Path) -> set[str]:
-    """The sha256s a tokenizer checkpoint (or run) is known by: its weights', and, for an exported
-    (shipped) one, those of the checkpoint it was exported from."""
+    """The sha256s a tokenizer checkpoint (or run) is known by: its weights', for an exported (shipped)
+    one those of the checkpoint it was exported from, and for one with a new decoder (`genie
+    train-tokenizer --decoder-for`) those of the tokenizer whose tokens it decodes."""
     ckpt = resolve_checkpoint(path)
     meta = read_config(ckpt, kind="tokenizer")
-    return {weights_sha256(ckpt), *([meta["source_sha256"]] if "source_sha256" in meta else [])}
+    source = [meta["source_sha256"]] if "source_sha256" in meta else []
+    return {weights_sha256(ckpt), *source, *meta.get("tokens_of", [])}
 
 
 def check_trained_on(dynamics: str | Path, tokenizer: set[str], tokenizer_name: str, required: bool = False,

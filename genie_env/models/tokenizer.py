@@ -62,6 +62,10 @@ class TokenizerConfig:
     """restart a code from a recent encoder output after this many training steps unused"""
     kmeans_init: bool = True
     """initialise the codebook by k-means on the first batch's encoder outputs"""
+    decoder_channels: int = 0
+    """conv width of the decoder (0 = channels): a lighter decoder decodes dreams faster"""
+    decoder_blocks: int = -1
+    """residual blocks of the decoder (-1 = blocks)"""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -72,6 +76,10 @@ class TokenizerConfig:
             raise ValueError(
                 f"--model.codebook-size must be in [2, 65536] (tokens are uint16), got {self.codebook_size}"
             )
+        if self.decoder_channels < 0 or self.decoder_blocks < -1:
+            raise ValueError("--model.decoder-channels must be >= 0 (0 = channels), --model.decoder-blocks >= -1")
+        if self.kind == "stvivit" and (self.decoder_channels or self.decoder_blocks != -1):
+            raise ValueError("--model.decoder-channels and --model.decoder-blocks are for the conv tokenizer")
         if self.kind == "stvivit" and self.channels % self.heads:
             raise ValueError(f"--model.channels {self.channels} must be divisible by --model.heads {self.heads}")
 
@@ -109,8 +117,9 @@ class ConvCoder(nn.Module):
 
     def __init__(self, cfg: TokenizerConfig, decoder: bool) -> None:
         super().__init__()
-        c = cfg.channels
-        blocks = [ResBlock(c) for _ in range(cfg.blocks)]
+        c = (cfg.decoder_channels or cfg.channels) if decoder else cfg.channels
+        depth = cfg.decoder_blocks if decoder and cfg.decoder_blocks >= 0 else cfg.blocks
+        blocks = [ResBlock(c) for _ in range(depth)]
         if decoder:
             self.net = nn.Sequential(
                 nn.Conv2d(cfg.embed_dim, c, 1), *blocks, nn.ReLU(), nn.ConvTranspose2d(c, 3, cfg.patch, cfg.patch)
@@ -263,6 +272,31 @@ class TokenizerObjective(nn.Module):
             "codebook_usage": out.usage.detach(),
         }
         return StepResult(out.loss, metrics)
+
+
+class DecoderObjective(nn.Module):
+    """Training objective of a new decoder for a frozen encoder and codebook (`genie train-tokenizer
+    --decoder-for TOK`): the frames' tokens are the frozen tokenizer's, and only the decoder learns to paint
+    them (reconstruction MSE), so every token dataset and dynamics model of that tokenizer still fits."""
+
+    def __init__(self, model: Tokenizer) -> None:
+        super().__init__()
+        self.model = model
+        for part in (model.encoder, model.quantizer):
+            part.requires_grad_(False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> StepResult:
+        model = self.model
+        frames = batch["frames"]
+        with torch.no_grad():
+            zq = rearrange(model.quantizer.lookup(model.encode(frames)), "b t h w d -> b t d h w")
+        x = frames_to_input(frames)
+        out = model.decoder(zq.to(x.dtype))
+        recon_loss = F.mse_loss(out.float(), x)
+        with torch.no_grad():
+            mse01 = F.mse_loss(output_to_frames(out.float()).clamp(0, 1), frames.float() / 255.0)
+        return StepResult(recon_loss, {"recon_loss": recon_loss.detach(),
+                                       "psnr": -10 * torch.log10(mse01.clamp(min=1e-10))})  # fmt: skip
 
 
 @torch.no_grad()

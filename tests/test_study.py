@@ -24,8 +24,9 @@ def test_budget_preset_keeps_the_total_within_the_budget_and_the_rounds_shares()
 
 def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     out = tmp_path / "study"
+    ship = tmp_path / "sample_efficiency"
     argv = ["--preset", "tiny", "--budgets", *map(str, BUDGETS), "--seeds", "1", "--out", str(out),
-            "--val-episodes", "4", "--test-episodes", "4"]  # fmt: skip
+            "--val-episodes", "4", "--test-episodes", "4", "--ship-to", str(ship)]  # fmt: skip
     study.main(argv)
     stages = json.loads((out / "stages.json").read_text())["stages"]
     per_budget = ["real_seed0", "dream_seed0"] + [f"eval/{s}_seed0_{split}" for s in ("dream", "real")
@@ -48,6 +49,20 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
         test = json.loads((out / str(budget) / "eval" / "dream_seed0_test.json").read_text())
         assert test["episodes"] == 4 and test["start_level"] == 1_000_000 and test["excluded_levels"] > 0
     assert "| 1,000 |" in (out / "study.md").read_text() and (out / "study.png").stat().st_size > 1000
+    # each budget's picked dream agent is shipped with its record, and `genie evaluate` reproduces its figure
+    from genie_env.cli.evaluate import EvaluateArgs
+    from genie_env.cli.evaluate import run as evaluate
+
+    for budget, row in zip(BUDGETS, rows):
+        shipped = ship / str(budget)
+        agent = json.loads((shipped / "agent.json").read_text())
+        assert agent["budget"] == budget and agent["picked"]["seed"] == row["dream"]["picked_seed"]
+        assert agent["real_frames"] == row["dream"]["real_frames"][0] and agent["dream_frames"] > 0
+        assert agent["picked"]["test_return"] == row["dream"]["picked_return"]
+        assert (out / "ship" / str(budget) / "agent.zip").read_bytes() == (shipped / "agent.zip").read_bytes()
+        again = evaluate(EvaluateArgs(str(shipped / "agent.zip"), episodes=4, exclude=(str(shipped / "levels.json"),),
+                                      progress=False))  # fmt: skip
+        assert again["mean_return"] == row["dream"]["picked_return"]
     # run again: every stage is skipped; with a stage's record lost, its finished agent is kept, not retrained
     agent = out / "1000" / "real_seed0" / "agent.zip"
     before = os.stat(agent).st_mtime_ns

@@ -58,6 +58,9 @@ class StudyArgs:
     """validation episodes per agent"""
     test_episodes: int = 500
     """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
+    ship_to: str | None = None
+    """also copy each budget's picked dream agent (OUT/ship/BUDGET/) to SHIP_TO/BUDGET/, e.g.
+    genie_env/assets/coinrun/sample_efficiency"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     dream_recipe: str = "{}"
@@ -199,7 +202,42 @@ class Study:
                     )
             sides[side] = summarise_side(results["val"], results["test"])
         logger.info("budget %d: world model %s", budget, world_model)
-        return budget_row(budget, sides)
+        row = budget_row(budget, sides)
+        self.ship(row, runs[("dream", row["dream"]["picked_seed"])], world_model)
+        return row
+
+    def ship(self, row: dict[str, Any], run: Path, world_model: Path) -> Path:
+        """OUT/ship/BUDGET/ (and SHIP_TO/BUDGET/ with --ship-to): the picked dream agent `run`'s agent.zip,
+        agent.json (its training record, the budget, the pick and its figures, the world model) and
+        levels.json (every real level behind it), so `genie evaluate DIR/agent.zip --exclude DIR/levels.json`
+        reproduces the table's test figure. Written by a directory swap: a copy is whole or absent."""
+        import shutil
+
+        from genie_env._io import atomic_dir, atomic_write_json
+
+        budget, seed = row["budget"], row["dream"]["picked_seed"]
+        result = {split: self.stages.record["stages"][eval_stage(budget, "dream", seed, split)]["result"]
+                  for split in SPLITS}  # fmt: skip
+        record = json.loads((run / "config.json").read_text())
+        model_levels = json.loads((Path(world_model) / "levels.json").read_text())
+        seeds = set(model_levels["level_seeds"]) | set(json.loads((run / "levels.json").read_text())["level_seeds"])
+        agent = {
+            **record, "budget": budget, "world_model": {"path": str(world_model), "frames": model_levels["frames"]},
+            "picked": {"seed": seed, "on": "validation levels", "val_return": result["val"]["mean_return"],
+                       "test_return": result["test"]["mean_return"], "test_ci": result["test"]["return_ci"],
+                       "test_episodes": result["test"]["episodes"]},
+        }  # fmt: skip
+        targets = [self.out / "ship" / str(budget)]
+        if self.args.ship_to:
+            targets.append(Path(self.args.ship_to) / str(budget))
+        for target in targets:
+            if target.exists() and not (target / "agent.json").exists():
+                raise ValueError(f"--ship-to {target} exists and holds no shipped agent: refusing to replace it")
+            with atomic_dir(target) as tmp:
+                shutil.copy2(run / "agent.zip", tmp / "agent.zip")
+                atomic_write_json(tmp / "agent.json", agent)
+                atomic_write_json(tmp / "levels.json", {**model_levels, "level_seeds": sorted(seeds)})
+        return targets[0]
 
     def retrain_if_over_budget(self, budget: int, side: str, seed: int, run: Path) -> None:
         """An agent recorded done that took more real frames than `budget` (real PPO before budgets were kept

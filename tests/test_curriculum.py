@@ -3,6 +3,9 @@ it is fed from a PPO rollout, and a tiny dream agent trained with it."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
@@ -60,6 +63,15 @@ def test_a_dream_agent_trains_with_plr_and_scores_the_contexts_it_started_from(t
     # 2 rollouts of 4 envs x 32 steps, dreams of at most 8 steps: at least 4 episodes per env and rollout
     assert len(scored) >= 2 * 4 * 4 and all(0 <= i < sampler.size and s >= 0 for i, s in scored)
     assert any(s > 0 for _, s in scored)
+    # the scores are saved with the checkpoint and a resumed run takes them up again
+    state = json.loads((tmp_path / "plr" / "checkpoints" / "plr.json").read_text())
+    assert len(state["seen"]) > 0 and state["starts"] >= 2 * 4 * 4
+    train_agent(dataclasses.replace(cfg, steps=384), tmp_path / "plr", resume=True, progress=False)
+    resumed = json.loads((tmp_path / "plr" / "checkpoints" / "plr.json").read_text())
+    assert resumed["starts"] > state["starts"] and set(state["seen"]) <= set(resumed["seen"])
+    fresh = PrioritizedContexts(sampler.size + 1)
+    with pytest.raises(ValueError, match="plr.json scores"):
+        fresh.load(state, "plr.json")
     with pytest.raises(ValueError, match="--start-curriculum plr is for dreams"):
         AgentConfig(env="real", start_curriculum="plr")
     with pytest.raises(ValueError, match="unknown --start-curriculum"):

@@ -9,7 +9,8 @@ Each context's score is the mean absolute GAE advantage of the last dream episod
 
 where rank 1 is the highest score, c the number of episodes started so far and c_i when context i last
 started one (stale scores are refreshed). `PLRCallback` scores the episodes of every PPO rollout.
-Scores live in memory: a resumed run starts them afresh, and they are rebuilt within the first rollouts.
+A training run saves the scores with every checkpoint (RUN/checkpoints/plr.json) and a resumed run
+takes them up again.
 """
 
 from __future__ import annotations
@@ -64,6 +65,22 @@ class PrioritizedContexts:
     def update(self, index: int, score: float) -> None:
         """Context `index`'s episode scored `score` (its mean absolute advantage)."""
         self.scores[index], self.seen[index] = float(score), True
+
+    def state(self) -> dict:
+        """Everything a resumed run needs, as JSON: the scores, which contexts were seen, and when each
+        last started a dream."""
+        return {"size": self.size, "scores": self.scores.tolist(), "seen": np.flatnonzero(self.seen).tolist(),
+                "last_start": self.last_start.tolist(), "starts": self.starts}  # fmt: skip
+
+    def load(self, state: dict, where: str = "the PLR state") -> None:
+        """Take up a `state()` again (ValueError naming `where` if it is of another number of contexts)."""
+        if state.get("size") != self.size or len(state.get("scores", ())) != self.size:
+            raise ValueError(f"{where} scores {state.get('size')} contexts, the dream env has {self.size}")
+        self.scores = np.asarray(state["scores"], np.float64)
+        self.seen = np.zeros(self.size, bool)
+        self.seen[np.asarray(state["seen"], np.int64)] = True
+        self.last_start = np.asarray(state["last_start"], np.int64)
+        self.starts = int(state["starts"])
 
 
 def episode_scores(advantages: np.ndarray, contexts: np.ndarray, dones: np.ndarray) -> list[tuple[int, float]]:

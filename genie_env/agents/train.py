@@ -49,6 +49,7 @@ TrainEnv = Literal["dream", "real"]
 StartCurriculum = Literal["uniform", "plr"]
 Algo = Literal["ppo", "a2c"]
 AGENT_FORMAT_VERSION = 1
+PLR_STATE = "plr.json"  # RUN/checkpoints/: the start curriculum's scores (`PrioritizedContexts.state`)
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
 RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
 
@@ -353,9 +354,9 @@ class _RealReturns(BaseCallback):
 class _Bookkeeping(BaseCallback):
     """The real level seeds seen, and atomic checkpoints (episode statistics come from `VecMonitor`)."""
 
-    def __init__(self, run: Path, every: int, levels: set[int]) -> None:
+    def __init__(self, run: Path, every: int, levels: set[int], sampler: PrioritizedContexts | None = None) -> None:
         super().__init__()
-        self.run, self.every, self.levels = run, every, levels
+        self.run, self.every, self.levels, self.sampler = run, every, levels, sampler
         self.last_save = 0
 
     def _on_training_start(self) -> None:
@@ -370,6 +371,8 @@ class _Bookkeeping(BaseCallback):
         return True
 
     def save(self) -> None:
+        if self.sampler is not None:  # the curriculum's scores, taken up again by --resume
+            atomic_write_json(self.run / "checkpoints" / PLR_STATE, self.sampler.state())
         save_agent_atomic(self.model, self.run / "checkpoints" / "latest.zip")
         write_levels(self.run, self.levels)
         self.last_save = self.num_timesteps
@@ -441,14 +444,18 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
         run.mkdir(parents=True, exist_ok=True)
         model = build_algorithm(cfg, env, str(run / "tb"))
     done_before = model.num_timesteps
-    book = _Bookkeeping(run, cfg.checkpoint_every, levels)
+    sampler = env.context_sampler
+    if resume and sampler is not None and (run / "checkpoints" / PLR_STATE).exists():
+        state_path = run / "checkpoints" / PLR_STATE
+        sampler.load(json.loads(state_path.read_text()), str(state_path))
+    book = _Bookkeeping(run, cfg.checkpoint_every, levels, sampler)
     callbacks: list[BaseCallback] = [book]
     if progress:
         callbacks.append(_Progress(cfg.steps, done_before))
     if cfg.real_envs:
         callbacks.append(_RealReturns(cfg.real_envs))
-    if env.context_sampler is not None:
-        callbacks.append(PLRCallback(env.context_sampler))
+    if sampler is not None:
+        callbacks.append(PLRCallback(sampler))
     if cfg.max_minutes:
         callbacks.append(_TimeLimit(cfg.max_minutes))
     if cfg.eval_every:

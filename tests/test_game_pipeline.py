@@ -24,7 +24,8 @@ def fruitbot(tmp_path_factory):
     from genie_env.cli import pipeline
 
     out = tmp_path_factory.mktemp("fruitbot")
-    pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(out), "--eval-episodes", "4"])
+    pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(out), "--eval-episodes", "4",
+                   "--ship", str(out / "ship")])  # fmt: skip
     return out
 
 
@@ -91,3 +92,31 @@ def test_world_models_of_another_game_are_refused_and_unshipped_games_name_the_c
     with pytest.raises(ValueError, match="unknown Procgen game 'pong'"):
         gymnasium.make("GenieProcgen-v0", game="pong")
     assert gymnasium.make("GenieProcgen-v0").unwrapped.game == "coinrun"  # no game, no model: the shipped CoinRun
+
+
+def test_a_shipped_game_holds_the_world_model_its_agent_the_comparison_and_a_model_card(fruitbot, tmp_path):
+    from genie_env.cli import pipeline
+
+    ship = fruitbot / "ship"
+    env = gymnasium.make("GenieProcgen-v0", world_model=str(ship))
+    assert env.unwrapped.game == "fruitbot"
+    agent = json.loads((ship / "agent.json").read_text())
+    levels = json.loads((ship / "levels.json").read_text())
+    assert agent["real_frames"] == levels["frames"] and agent["config"]["game"] == "fruitbot"
+    assert (ship / "agent.zip").read_bytes() == (fruitbot / "agent_dream_r2" / "agent.zip").read_bytes()
+    card = (ship / "MODEL_CARD.md").read_text()
+    table = (fruitbot / "compare" / "compare.md").read_text().strip()
+    assert "# genie-env fruitbot world model" in card and table in card
+    assert f"{levels['frames']:,} real frames" in card and "| train_dynamics_r2 |" in card
+    assert f"--game fruitbot --seed 0 --distribution-mode easy --out {fruitbot} --ship {ship}" in card
+    # shipped again over its own copy; a directory it did not write is refused, untouched
+    foreign = tmp_path / "assets"
+    (foreign / "notes.txt").parent.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(fruitbot), "--eval-episodes", "4",
+                       "--ship", str(foreign)])  # fmt: skip
+    assert (foreign / "notes.txt").read_text() == "mine"
+    pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(fruitbot), "--eval-episodes", "4",
+                   "--ship", str(ship)])  # fmt: skip
+    assert (ship / "MODEL_CARD.md").read_text() == card

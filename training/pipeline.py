@@ -56,6 +56,10 @@ class PipelineArgs:
     full_steps: bool = False
     """train every model for all its preset's steps, however long it takes (drop the presets' --train.max-minutes
     caps, which make a slower machine train a different model)"""
+    ship: str | None = None
+    """when every stage is done, lay the final world model, its dream agent, the comparison and a model card out
+    in this directory as genie_env/assets/coinrun/ is (e.g. genie_env/assets/GAME, which GenieProcgen-v0 loads
+    for the game); a directory that --ship did not write is refused"""
 
 
 class Pipeline:
@@ -96,6 +100,10 @@ class Pipeline:
         self.stage("agent_real", self.agent_real)
         self.stage("evaluate", self.evaluate)
         self.stage("compare", self.compare)
+        if self.args.ship:  # not a recorded stage: cheap, and shipped again wherever --ship says
+            from .ship import ship
+
+            logger.info("shipped to %s", ship(self, self.args.ship))
         return self.record
 
     def build_world_model(self) -> Path:

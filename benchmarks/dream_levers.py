@@ -5,8 +5,9 @@ seeds each, scored on the validation levels at several dream lengths.
         --variant base '{}' --variant sampled '{"temperature": 1.0}' --variant dyna '{"real_envs": 8}'
 
 Every variant is the base recipe (`--base`, JSON of `AgentConfig` fields; by default the shipped agent's:
-the IMPALA CNN in the shipped world model's dream, expected rewards, 20-step dreams, 163,840 steps) with
-its own fields changed. Each (variant, seed) trains to the first of `--steps`, is evaluated on the
+the IMPALA CNN in the shipped world model's dream, expected rewards, 20-step dreams, 163,840 steps, dreams
+starting from the model's `agent_contexts.npz`, frames from anywhere in its training episodes) with its
+own fields changed. Each (variant, seed) trains to the first of `--steps`, is evaluated on the
 validation levels (`--episodes` episodes on levels 2,000,000 .. 2,000,999, checked disjoint from the world
 model's and the agent's own levels), then resumes to the next. So one run answers both "does this lever
 help?" and "does the dream still teach after ~170k dreamed steps?" (the shipped recipe's return fell from

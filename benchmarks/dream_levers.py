@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dream lengths (increasing) at which each agent is evaluated, resuming in between")  # fmt: skip
     p.add_argument("--episodes", type=int, default=1024, help="validation episodes per evaluation")
     p.add_argument("--eval-envs", type=int, default=64, help="levels played together in each evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between agent checkpoints (default: the recipe's, 50,000 unless --base says); not "
+                        "part of the recipe, so it may differ between runs of one OUT")  # fmt: skip
     args = p.parse_args(argv)
     args.variant = args.variant or [["base", "{}"]]
     if sorted(set(args.steps)) != args.steps or args.steps[0] < 1:
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         table = {name: {"config": dataclasses.asdict(cfg)} for name, cfg in configs.items()}
         for steps in args.steps:  # every variant at one length before any goes longer
             for name, cfg in configs.items():
-                runs = {seed: dataclasses.replace(cfg, seed=seed, steps=steps) for seed in args.seeds}
+                every = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
+                runs = {seed: dataclasses.replace(cfg, seed=seed, steps=steps, **every) for seed in args.seeds}
                 results = {seed: trained_and_validated(stages, name, c, out, args) for seed, c in runs.items()}
                 table[name][str(steps)] = summarise(results)
                 atomic_write_json(out / "levers.json", table)  # what is done so far

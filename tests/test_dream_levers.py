@@ -42,11 +42,13 @@ def test_levers_train_validate_resume_longer_and_skip_what_is_done(tiny_world_mo
     assert result["start_level"] == 2_000_000 and result["episodes"] == 4 and result["excluded_levels"] > 0
     assert json.loads((out / "dyna" / "seed0" / "config.json").read_text())["steps_done"] == 128
     assert json.loads((out / "levers.json").read_text())["dyna"]["config"]["real_envs"] == 1
-    # run again: nothing is trained or evaluated twice
+    # run again (checkpointing at another cadence, which is not part of the recipe): nothing is trained or
+    # evaluated twice
     agent = out / "base" / "seed0" / "agent.zip"
     before = os.stat(agent).st_mtime_ns
     capsys.readouterr()
-    assert json.loads(json.dumps(levers.main(argv))) == json.loads((out / "levers.json").read_text())
+    again = levers.main([*argv, "--checkpoint-every", "32"])
+    assert json.loads(json.dumps(again)) == json.loads((out / "levers.json").read_text())
     assert os.stat(agent).st_mtime_ns == before
     assert '"seed_mean"' in capsys.readouterr().out
 

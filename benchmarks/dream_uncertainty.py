@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from precision_fidelity import window_parser, windows  # noqa: E402
+from precision_fidelity import window_parser, window_tokens, windows  # noqa: E402
 
 from genie_env.world_model import load_world_model  # noqa: E402
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     wm = load_world_model(args.world_model, "cpu", args.precision)
     frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
-    tokens = torch.cat([wm.encode(frames[i : i + 16]).flatten(2) for i in range(0, len(frames), 16)])  # (W, H+1, S)
+    tokens = window_tokens(wm, frames)  # (W, H+1, S)
     acts = torch.from_numpy(actions)
     dyn, n = wm.dynamics, len(frames)
     forced, dreamed, steered = dyn.new_cache(n), dyn.new_cache(n), dyn.new_cache(n)

@@ -43,6 +43,11 @@ def windows(data: str, count: int, length: int, seed: int) -> tuple[np.ndarray, 
     return np.stack([frames[i] for i in pick]), np.stack([actions[i] for i in pick])
 
 
+def window_tokens(wm, frames: np.ndarray) -> torch.Tensor:
+    """The tokens int64 (N, T, S) of windows of frames uint8 (N, T, 64, 64, 3), encoded 16 windows at a time."""
+    return torch.cat([wm.encode(frames[i : i + 16]).flatten(2) for i in range(0, len(frames), 16)])
+
+
 def window_parser(doc: str, horizon: int) -> argparse.ArgumentParser:
     """The flags of a benchmark that dreams held-out windows: --data, --world-model, --windows, --horizon, --seed."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

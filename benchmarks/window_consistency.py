@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from precision_fidelity import window_parser, windows  # noqa: E402
+from precision_fidelity import window_parser, window_tokens, windows  # noqa: E402
 
 from genie_env.world_model import load_world_model  # noqa: E402
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     wm = load_world_model(args.world_model, "cpu", args.precision)
     frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
-    tokens = torch.cat([wm.encode(frames[i : i + 16]).flatten(2) for i in range(0, len(frames), 16)])  # (N, H+1, S)
+    tokens = window_tokens(wm, frames)  # (N, H+1, S)
     acts = torch.from_numpy(actions)
     dyn, n = wm.dynamics, len(frames)
     width, mask_id = dyn.cfg.context_frames, dyn.cfg.mask_id

@@ -93,7 +93,7 @@ def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_th
     out = tmp_path / "study"
     dyna = study.Study(study.StudyArgs(preset="tiny", out=str(out), dream_recipe='{"real_envs": 2, "horizon": 8}'))
     # tiny: 512 steps of 8 envs, 2 of them real: 128 real frames the world model does not get
-    assert dyna.dyna_frames() == 128
+    assert dyna.dyna_frames == 128
     cfg = dyna.dream_config(dyna.base_agent(), seed=3)
     assert (cfg.real_envs, cfg.horizon, cfg.seed) == (2, 8, 3)
     pipe = dyna.pipeline(1000)
@@ -106,7 +106,7 @@ def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_th
     old = tmp_path / "old"
     old.mkdir()
     (old / "stages.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "stages": {}}))
-    assert study.Study(study.StudyArgs(preset="tiny", out=str(old))).dyna_frames() == 0
+    assert study.Study(study.StudyArgs(preset="tiny", out=str(old))).dyna_frames == 0
     with pytest.raises(ValueError, match="holds a --dream-recipe {} run"):
         study.Study(study.StudyArgs(preset="tiny", out=str(old), dream_recipe='{"entropy_limit": 2.5}'))
     for recipe, message in (

@@ -109,7 +109,7 @@ class Study:
         self.recipe = args.recipe()
         header = {"preset": args.preset, "seed": args.seed, "dream_recipe": self.recipe}
         self.stages = StageRecord(self.out / "stages.json", header, legacy={"dream_recipe": {}})
-        self.dream_config(self.base_agent(), 0)  # a bad recipe fails now, not after hours of world model
+        self.dyna_frames = self._dyna_frames()  # also: a bad recipe fails now, not after hours of world model
 
     def base_agent(self):
         """The preset's dream agent, before the study gives it a world model, seed and recipe."""
@@ -126,7 +126,7 @@ class Study:
         cfg = dataclasses.replace(cfg, seed=seed, precision=self.args.dream_precision)
         return with_fields(cfg, self.recipe, "--dream-recipe")
 
-    def dyna_frames(self) -> int:
+    def _dyna_frames(self) -> int:
         """The real frames each dream agent takes itself (Dyna's real envs; 0 without), out of every budget."""
         from genie_env.agents.train import real_steps, trained_steps
 
@@ -139,9 +139,9 @@ class Study:
 
         args = PipelineArgs(preset=self.args.preset, out=str(self.out / str(budget) / "pipeline"), seed=self.args.seed,
                             distribution_mode=self.args.distribution_mode, full_steps=True)  # fmt: skip
-        frames = budget - self.dyna_frames()
+        frames = budget - self.dyna_frames
         if frames < 1:
-            raise ValueError(f"--dream-recipe {self.args.dream_recipe}: its agents take {self.dyna_frames():,} real "
+            raise ValueError(f"--dream-recipe {self.args.dream_recipe}: its agents take {self.dyna_frames:,} real "
                              f"frames, the whole budget of {budget:,}")  # fmt: skip
         header = {"preset": self.args.preset, "budget": frames}
         return Pipeline(args, budget_preset(self.base, frames), header)

@@ -444,10 +444,9 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
         run.mkdir(parents=True, exist_ok=True)
         model = build_algorithm(cfg, env, str(run / "tb"))
     done_before = model.num_timesteps
-    sampler = env.context_sampler
-    if resume and sampler is not None and (run / "checkpoints" / PLR_STATE).exists():
-        state_path = run / "checkpoints" / PLR_STATE
-        sampler.load(json.loads(state_path.read_text()), str(state_path))
+    sampler, plr_state = env.context_sampler, run / "checkpoints" / PLR_STATE
+    if resume and sampler is not None and plr_state.exists():
+        sampler.load(json.loads(plr_state.read_text()), str(plr_state))
     book = _Bookkeeping(run, cfg.checkpoint_every, levels, sampler)
     callbacks: list[BaseCallback] = [book]
     if progress:

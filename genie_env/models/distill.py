@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genie_env.models.common import StepResult
-from genie_env.models.dynamics import DynamicsModel, sample_mask
+from genie_env.models.dynamics import DynamicsModel
 
 # fields a student must share with its teacher: what the tokens, actions and rewards mean
 SHARED = ("codebook_size", "grid", "num_actions", "reward_values")
@@ -67,10 +67,7 @@ class DistillObjective(nn.Module):
             real = torch.where(torch.rand(b, device=dev) < self.dreamed, real, torch.full_like(real, w))
             seq = teacher.dreamed_prev(tokens, actions, real)
             metrics["dreamed_fraction"] = (w - real).float().mean() / w
-        target = torch.cat([seq[:, 1:], torch.zeros_like(seq[:, :1])], dim=1)  # slot t shows frame t + 1
-        masked = sample_mask(b, w, s, student.cfg.mask_min, student.cfg.mask_max, tokens.device)
-        masked[:, -1] = True  # the frame after the window is unknown
-        current = torch.where(masked, torch.full_like(target, student.cfg.mask_id), target)
+        _, masked, current = student.masked_targets(seq)
         with torch.no_grad():
             taught = teacher(seq, current, actions)
         out = student(seq, current, actions)

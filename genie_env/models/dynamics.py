@@ -223,10 +223,7 @@ class DynamicsModel(nn.Module):
         b, w = tokens.shape[:2]
         z = tokens.reshape(b, w, cfg.tokens)
         prev = z if prev is None else prev
-        target = torch.cat([z[:, 1:], torch.zeros_like(z[:, :1])], dim=1)  # slot s predicts z_{s+1}... shifted
-        masked = sample_mask(b, w, cfg.tokens, cfg.mask_min, cfg.mask_max, z.device)
-        masked[:, -1] = True  # the frame after the window is unknown
-        current = torch.where(masked, torch.full_like(target, cfg.mask_id), target)
+        target, masked, current = self.masked_targets(z)
         out = self(prev, current, actions)
         scored = masked[:, :-1]
         logits = out.logits[:, :-1][scored].float()
@@ -249,6 +246,17 @@ class DynamicsModel(nn.Module):
             "reward_ce": reward_loss.detach(),
             "termination_bce": term_loss.detach(),
         }
+
+    def masked_targets(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MaskGIT training inputs of windows z int64 (B, W, S): each slot's target (the next frame; zeros
+        after the window), the mask bool (B, W, S) (`sample_mask`; the slot after the window always masked:
+        its frame is unknown) and the current-frame input (`mask_id` where masked, the target elsewhere)."""
+        cfg = self.cfg
+        b, w = z.shape[:2]
+        target = torch.cat([z[:, 1:], torch.zeros_like(z[:, :1])], dim=1)  # slot s predicts z_{s+1}
+        masked = sample_mask(b, w, cfg.tokens, cfg.mask_min, cfg.mask_max, z.device)
+        masked[:, -1] = True
+        return target, masked, torch.where(masked, torch.full_like(target, cfg.mask_id), target)
 
     @torch.no_grad()
     def dreamed_prev(self, tokens: torch.Tensor, actions: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,10 @@ OPTIMIZER = "optimizer.safetensors"
 TRAINER_STATE = "trainer_state.json"
 
 T = TypeVar("T")
+JOINT_HINT = (
+    " (a run of `genie train-dynamics --actions joint`, the LAM and dynamics in one: pass its split, "
+    "RUN/dynamics or RUN/lam)"
+)
 
 
 class CheckpointError(GenieError):
@@ -46,7 +51,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """Rebuild config dataclass `cls` from `data`; a missing or unexpected key is an error naming it."""
+    """Rebuild config dataclass `cls` from `data` (nested configs too); a missing or unexpected key is an error
+    naming it."""
     names = {f.name for f in dataclasses.fields(cls)}
     required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
     unexpected = sorted(set(data) - names)
@@ -57,7 +63,13 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
             + (f"; unexpected keys {unexpected}" if unexpected else "")
             + (f"; missing keys {missing}" if missing else "")
         )
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in data.items():  # a nested config (a field typed as a config dataclass) is rebuilt in turn
+        nested = hints.get(k)
+        if dataclasses.is_dataclass(nested) and isinstance(v, dict):
+            v = config_from_dict(nested, v, f"{where} ({k})")
+        kwargs[k] = tuple(v) if isinstance(v, list) else v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -148,7 +160,8 @@ def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     if meta["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path} has format_version {meta['format_version']}, expected {FORMAT_VERSION}")
     if kind is not None and meta["kind"] != kind:
-        raise CheckpointError(f"{path} is a {meta['kind']!r} checkpoint, expected a {kind!r} checkpoint")
+        hint = JOINT_HINT if meta["kind"] == "joint" else ""
+        raise CheckpointError(f"{path} is a {meta['kind']!r} checkpoint, expected a {kind!r} checkpoint{hint}")
     return meta
 
 

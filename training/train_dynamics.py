@@ -2,6 +2,7 @@
 
 Every field of the preset can be overridden: `--model.action-mode add`, `--train.steps 2000`, ...
 The token grid and vocabulary are read from the token dataset. `--resume` continues a killed run.
+`--actions joint` trains a latent action model together with the dynamics (genie_env/models/joint.py).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import numpy as np
 import tyro
 
 from genie_env.checkpoint import resolve_checkpoint, weights_sha256
-from genie_env.data.dataset import reward_values, token_manifests, token_windows
+from genie_env.data.dataset import paired_windows, reward_values, token_manifests, token_windows
 from genie_env.data.manifest import dataset_identities
 from genie_env.games import REWARD_VALUES
 from genie_env.models import check_trained_on, init_config, init_weights, load_dynamics, tokenizer_identity
 from genie_env.models.common import seed_everything
 from genie_env.models.distill import DistillObjective
 from genie_env.models.dynamics import DynamicsConfig, DynamicsModel, DynamicsObjective
+from genie_env.models.joint import JointConfig, JointModel, JointObjective, split_joint
+from genie_env.models.lam import LAMConfig
 from genie_env.models.rewards import reward_support
-from genie_env.presets import PresetName, dynamics_preset
+from genie_env.presets import PresetName, dynamics_preset, lam_preset
 from genie_env.trainer import TrainConfig, Trainer
 
 from .presets import train_main
@@ -58,11 +61,21 @@ class TrainDynamicsArgs:
     init_from: str | None = None
     """start from this dynamics checkpoint or run's weights (a fine-tuning round), with a fresh optimizer
     and schedule; its architecture must equal --model's and its tokenizer the tokens'"""
-    actions: Literal["real", "latent"] = "real"
-    """what conditions the model: the real actions, or (latent) the latent actions a LAM labelled the
-    tokens with (`genie tokenize --lam RUN`): the model then never sees a real action"""
+    actions: Literal["real", "latent", "joint"] = "real"
+    """what conditions the model: the real actions; (latent) the latent actions a LAM labelled the tokens
+    with (`genie tokenize --lam RUN`); or (joint) the latent actions of a LAM trained together with it,
+    on the frames the tokens were made from (Jasmine's co-training, genie_env/models/joint.py; the run
+    ends by writing OUT/lam and OUT/dynamics). With latent or joint the model never sees a real action"""
     lam: str | None = None
     """with --actions latent: the LAM run the tokens must have been labelled by"""
+    lam_model: LAMConfig = field(default_factory=LAMConfig)
+    """with --actions joint: the LAM trained together with the dynamics (its frames must cover
+    --model.context-frames; the preset's LAM, with frames set to the window, by default)"""
+    lam_weight: float = 1.0
+    """with --actions joint: weight of the LAM's loss beside the dynamics'"""
+    frames: tuple[str, ...] = ()
+    """with --actions joint: the frame datasets the --tokens were tokenized from, one per --tokens directory
+    (default: the paths their manifests record)"""
     distill_from: str | None = None
     """train a student of this dynamics model (a run, a checkpoint, or a world-model directory such as the
     shipped genie_env/assets/coinrun): it learns the teacher's predicted distributions of tokens, rewards and
@@ -80,6 +93,11 @@ class TrainDynamicsArgs:
         if self.distill_from is not None and self.self_forcing:
             raise ValueError("--distill-from and --self-forcing: a student learns the teacher's dreams with "
                              "--distill-dreamed instead")  # fmt: skip
+        if self.actions == "joint" and (self.distill_from or self.self_forcing or self.init_from):
+            raise ValueError("--actions joint trains a LAM and a dynamics from scratch: not with --distill-from, "
+                             "--self-forcing or --init-from")  # fmt: skip
+        if self.frames and self.actions != "joint":
+            raise ValueError("--frames is for --actions joint only (the tokens' frames the LAM learns from)")
         if not 0.0 <= self.distill_dreamed <= 1.0:
             raise ValueError(f"--distill-dreamed is a probability in [0, 1], got {self.distill_dreamed}")
         if isinstance(self.tokens, str):  # one directory given as a plain string (from Python)
@@ -88,26 +106,37 @@ class TrainDynamicsArgs:
 
 def default_args(preset: str) -> TrainDynamicsArgs:
     p = dynamics_preset(preset)
-    return TrainDynamicsArgs(preset=preset, model=p.model, train=p.train, oversample_events=p.oversample_events)
+    lam = dataclasses.replace(lam_preset(preset).model, frames=p.model.context_frames)  # for --actions joint
+    return TrainDynamicsArgs(preset=preset, model=p.model, train=p.train, oversample_events=p.oversample_events,
+                             lam_model=lam)  # fmt: skip
 
 
 def run(args: TrainDynamicsArgs) -> dict[str, float]:
     """Train and return the last logged metrics."""
     manifest = token_manifests(args.tokens)[0]
-    check_actions_match(args, manifest.actions)
+    joint = args.actions == "joint"
+    if not joint:
+        check_actions_match(args, manifest.actions)
     grid, vocab = manifest.token_grid[0], manifest.codebook_size
-    num_actions = manifest.num_actions  # Procgen's 15, a user's game's, or a LAM's latent actions
+    # Procgen's 15, a user's game's, or a LAM's latent actions (the one trained alongside, with joint)
+    num_actions = args.lam_model.num_actions if joint else manifest.num_actions
     model_cfg = dataclasses.replace(args.model, grid=grid, codebook_size=vocab, num_actions=num_actions)
     if (args.model.grid, args.model.codebook_size) != (grid, vocab):
         logger.info("token grid %dx%d and %d codes taken from %s", grid, grid, vocab, args.tokens[0])
     seed_everything(args.train.seed)
-    dataset = token_windows(args.tokens, model_cfg.context_frames, args.oversample_events)
+    window = model_cfg.context_frames
+    if joint:
+        dataset = paired_windows(args.tokens, args.frames, window, args.oversample_events)
+    else:
+        dataset = token_windows(args.tokens, window, args.oversample_events)
     teacher = load_teacher(args, manifest.tokenizer) if args.distill_from else None
     support = teacher.cfg.reward_values if teacher else reward_head_support(args, reward_values(dataset), manifest.game)
     model_cfg = dataclasses.replace(model_cfg, reward_values=tuple(support))
-    model = DynamicsModel(model_cfg)
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
              "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
+    if joint:
+        return train_joint(args, JointConfig(args.lam_model, model_cfg, args.lam_weight), dataset, extra)
+    model = DynamicsModel(model_cfg)
     if manifest.actions:  # recorded only for latent actions, so runs from before still resume
         extra["actions"] = manifest.actions
     if args.self_forcing:  # recorded only when used, so runs from before the option still resume
@@ -125,6 +154,19 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
         model_config=model_cfg, resume=args.resume, extra_config=extra,
     )  # fmt: skip
     return trainer.fit()
+
+
+def train_joint(args: TrainDynamicsArgs, cfg: JointConfig, dataset, extra: dict) -> dict[str, float]:
+    """--actions joint: the LAM and the dynamics trained together, then split into OUT/lam and OUT/dynamics."""
+    frames = [part.frames.root for part in getattr(dataset, "datasets", [dataset])]
+    extra = {**extra, "frames": dataset_identities(frames)}
+    trainer = Trainer(JointObjective(JointModel(cfg)), dataset, args.train, args.out, kind="joint", model_config=cfg,
+                      resume=args.resume, extra_config=extra)  # fmt: skip
+    metrics = trainer.fit()
+    if trainer.rank == 0:
+        lam, dynamics = split_joint(args.out, args.out)
+        logger.info("split into %s and %s", lam, dynamics)
+    return metrics
 
 
 def teacher_path(path: str) -> Path:

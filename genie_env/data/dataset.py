@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from genie_env.data.format import check_values, load_shard, schema_of, verify_shard_files
-from genie_env.data.manifest import Manifest, read_manifest
+from genie_env.data.manifest import DatasetError, Manifest, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -143,4 +143,50 @@ def reward_values(dataset: Dataset) -> np.ndarray:
 def token_windows(roots: tuple[str, ...], window: int, oversample_events: int) -> Dataset:
     """The train windows of every token dataset, together (each window drawn as often as in its own dataset)."""
     parts = [WindowDataset(root, "train", window=window, oversample_events=oversample_events) for root in roots]
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+class PairedWindows(Dataset):
+    """The train windows of a token dataset beside the frames they were tokenized from: item i is the token
+    dataset's item i with `frames` uint8 (T, 64, 64, 3), the same rows of `frames_root` (default: the source
+    its manifest records). For models that learn from pixels and tokens at once (the LAM trained together
+    with the dynamics, `genie_env.models.joint`). DatasetError unless `frames_root` is that very source
+    (its counts, shard names and windows all match)."""
+
+    def __init__(self, tokens_root: str | Path, window: int, oversample_events: int = 1,
+                 frames_root: str | Path | None = None) -> None:  # fmt: skip
+        self.tokens = WindowDataset(tokens_root, "train", window=window, oversample_events=oversample_events)
+        source = self.tokens.manifest.source or {}
+        root = Path(frames_root if frames_root is not None else source.get("path", ""))
+        manifest = read_manifest(root, kind="frames")
+        names = [[s.name for s in m.shards_of("train")] for m in (manifest, self.tokens.manifest)]
+        if manifest.counts != source.get("counts") or names[0] != names[1]:
+            raise DatasetError(f"{root} is not the frame dataset {tokens_root} was tokenized from "
+                               f"({source.get('path')}): pass the one it was")  # fmt: skip
+        self.frames = WindowDataset(root, "train", window=window, oversample_events=oversample_events)
+        if not np.array_equal(self.frames.index, self.tokens.index):
+            raise DatasetError(f"{root} and {tokens_root} hold different episodes: {tokens_root} was not tokenized "
+                               "from it")  # fmt: skip
+
+    @property
+    def shards(self) -> list:
+        """The token dataset's shards (what `reward_values` reads)."""
+        return self.tokens.shards
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, t = self.frames.index[i]
+        frames = np.array(self.frames.shards[s]["frames"][t : t + self.frames.window])
+        return {**self.tokens[i], "frames": torch.from_numpy(frames)}
+
+
+def paired_windows(tokens: tuple[str, ...], frames: tuple[str, ...], window: int, oversample_events: int) -> Dataset:
+    """`PairedWindows` of every token dataset (with the frame dataset of the same place in `frames`, or each
+    one's recorded source when `frames` is empty), together."""
+    if frames and len(frames) != len(tokens):
+        raise ValueError(f"--frames: give one frame dataset per --tokens directory ({len(tokens)}), got {len(frames)}")
+    parts = [PairedWindows(root, window, oversample_events, frames[i] if frames else None)
+             for i, root in enumerate(tokens)]  # fmt: skip
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -182,11 +182,13 @@ class DynamicsModel(nn.Module):
     def forward(self, prev: torch.Tensor, current: torch.Tensor, actions: torch.Tensor,
                 cache: KVCache | None = None, commit: bool = True) -> DynamicsOutput:  # fmt: skip
         """prev int64 (B, T, S) tokens of each slot's previous frame; current int64 (B, T, S) with
-        `mask_id` where masked; actions int64 (B, T): the action taken on the previous frame."""
+        `mask_id` where masked; actions int64 (B, T): the action taken on the previous frame, or float
+        (B, T, dim): those actions' embeddings given directly (a LAM trained together with the model,
+        `genie_env.models.joint`)."""
         x = self.token_emb(current)
         if self.prev_emb is not None:
             x = x + self.prev_emb(prev)
-        act = self.action_emb(actions)[:, :, None]  # (B, T, 1, D)
+        act = (actions if actions.is_floating_point() else self.action_emb(actions))[:, :, None]  # (B, T, 1, D)
         x = torch.cat([act, x], dim=2) if self.cfg.action_mode == "token" else x + act
         h = self.st(x, cache=cache, commit=commit)
         if self.cfg.action_mode == "token":
@@ -215,7 +217,8 @@ class DynamicsModel(nn.Module):
     # ------------------------------------------------------------------------- training
     def loss(self, tokens: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminations: torch.Tensor,
              prev: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-        """Training loss on windows: tokens int64 (B, W, h, w), actions int64 (B, W), rewards float (B, W),
+        """Training loss on windows: tokens int64 (B, W, h, w), actions int64 (B, W) (or their embeddings, as
+        `forward` takes them), rewards float (B, W),
         terminations bool (B, W). `prev` int64 (B, W, S), the frames each slot sees as its previous frame,
         defaults to the real ones (teacher forcing; see `dreamed_prev` for the alternative).
         Returns the total loss and each term."""

@@ -78,10 +78,12 @@ class LAMConfig:
 
 
 class LAMOutput(NamedTuple):
-    """`actions` int64 (B, T-1): the latent action of each transition; `prediction` float (B, T-1, 3, H, W)
+    """`actions` int64 (B, T-1): the latent action of each transition; `quantized` float (B, T-1, latent_dim):
+    their codes, with straight-through gradients into the encoder; `prediction` float (B, T-1, 3, H, W)
     in [-1, 1]: x_2..x_T reconstructed from the past and the latent actions; the loss terms."""
 
     actions: torch.Tensor
+    quantized: torch.Tensor
     prediction: torch.Tensor
     recon_loss: torch.Tensor
     codebook_loss: torch.Tensor
@@ -149,8 +151,8 @@ class LatentActionModel(nn.Module):
         recon = F.mse_loss(prediction.float(), target)
         cfg = self.cfg
         loss = recon + cfg.codebook_weight * q.codebook_loss + cfg.commitment_weight * q.commitment_loss
-        return LAMOutput(q.indices.view(b, t1), prediction, recon, q.codebook_loss, q.commitment_loss, loss,
-                         q.perplexity, q.usage)  # fmt: skip
+        return LAMOutput(q.indices.view(b, t1), quantized, prediction, recon, q.codebook_loss, q.commitment_loss,
+                         loss, q.perplexity, q.usage)  # fmt: skip
 
     @torch.no_grad()
     def infer_actions(self, frames: torch.Tensor) -> torch.Tensor:
@@ -227,18 +229,22 @@ class LAMObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> StepResult:
         frames = batch["frames"]
         out = self.model(frames)
-        with torch.no_grad():
-            target = frames[:, 1:].float() / 255.0
-            predicted = output_to_frames(out.prediction.float()).clamp(0, 1)
-            mse = F.mse_loss(predicted, target)
-            copy_mse = F.mse_loss(frames[:, :-1].float() / 255.0, target)
-        metrics = {
-            "recon_loss": out.recon_loss.detach(),
-            "codebook_loss": out.codebook_loss.detach(),
-            "commitment_loss": out.commitment_loss.detach(),
-            "psnr": -10 * torch.log10(mse.clamp(min=1e-10)),
-            "copy_last_psnr": -10 * torch.log10(copy_mse.clamp(min=1e-10)),
-            "action_perplexity": out.perplexity.detach(),
-            "action_usage": out.usage.detach(),
-        }
-        return StepResult(out.loss, metrics)
+        return StepResult(out.loss, lam_metrics(frames, out))
+
+
+@torch.no_grad()
+def lam_metrics(frames: torch.Tensor, out: LAMOutput) -> dict[str, torch.Tensor]:
+    """What a LAM's training step logs: its loss terms, the PSNR of its reconstruction of x_2..x_T beside
+    copy-last-frame's (over the batch), and the latent actions' usage and perplexity."""
+    target = frames[:, 1:].float() / 255.0
+    mse = F.mse_loss(output_to_frames(out.prediction.float()).clamp(0, 1), target)
+    copy_mse = F.mse_loss(frames[:, :-1].float() / 255.0, target)
+    return {
+        "recon_loss": out.recon_loss.detach(),
+        "codebook_loss": out.codebook_loss.detach(),
+        "commitment_loss": out.commitment_loss.detach(),
+        "psnr": -10 * torch.log10(mse.clamp(min=1e-10)),
+        "copy_last_psnr": -10 * torch.log10(copy_mse.clamp(min=1e-10)),
+        "action_perplexity": out.perplexity.detach(),
+        "action_usage": out.usage.detach(),
+    }

@@ -31,6 +31,7 @@ COMMANDS = {
     "serve": ".serve",
     "pipeline": ".pipeline",
     "study": ".study",
+    "bc-study": ".bc_study",
     "demo": ".demo",
 }
 

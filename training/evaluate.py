@@ -95,6 +95,32 @@ def run(args: EvaluateArgs) -> dict:
     return {**head, **result}
 
 
+@dataclass(frozen=True)
+class HeldOutSplits:
+    """The two held-out level ranges of a study: validation levels pick the seed that ships, test levels
+    (`genie evaluate`'s default range) give the figures reported."""
+
+    val_start_level: int = 2_000_000
+    """first level of the validation range (picks the seed that ships)"""
+    val_num_levels: int = 1000
+    """levels in the validation range"""
+    val_episodes: int = 1024
+    """validation episodes per agent"""
+    test_episodes: int = 500
+    """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
+
+    def evaluate(self, agent: str, split: str, exclude: tuple[str, ...], out: Path, distribution_mode: str = "easy",
+                 seed: int = 0) -> dict:  # fmt: skip
+        """`agent` on the validation or test levels, checked disjoint from `exclude`; the full result is written to
+        `out` and the summary (without the per-episode lists) returned."""
+        levels = {"start_level": self.val_start_level, "num_levels": self.val_num_levels} if split == "val" else {}
+        episodes = self.val_episodes if split == "val" else self.test_episodes
+        result = run(EvaluateArgs(agent, episodes=episodes, distribution_mode=distribution_mode, seed=seed,
+                                  exclude=exclude, progress=False, **levels))  # fmt: skip
+        atomic_write_json(out, result)
+        return {k: v for k, v in result.items() if k != "per_episode"}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     setup_logging()

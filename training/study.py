@@ -28,6 +28,7 @@ from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 from genie_env.world_model import Precision
 
 from .common import StageRecord, cli_errors, setup_logging
+from .evaluate import HeldOutSplits
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
-class StudyArgs:
-    """Arguments of `genie study`."""
+class StudyArgs(HeldOutSplits):
+    """Arguments of `genie study` (and the validation and test levels every agent is played on)."""
 
     budgets: tuple[int, ...] = (50_000, 100_000, 250_000)
     """real-frame budgets: each gets its own world model, tokenizer included, from at most that many real frames"""
@@ -50,14 +51,6 @@ class StudyArgs:
     """seed of collection and of the world models' training"""
     distribution_mode: DistributionMode = "easy"
     """CoinRun difficulty: easy or hard"""
-    val_start_level: int = 2_000_000
-    """first level of the validation range (picks the seed that ships)"""
-    val_num_levels: int = 1000
-    """levels in the validation range"""
-    val_episodes: int = 1024
-    """validation episodes per agent"""
-    test_episodes: int = 500
-    """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
     ship_to: str | None = None
     """also copy each budget's picked dream agent (OUT/ship/BUDGET/) to SHIP_TO/BUDGET/, e.g.
     genie_env/assets/coinrun/sample_efficiency"""
@@ -257,20 +250,10 @@ class Study:
     def evaluate(self, agent: str, split: str, exclude: tuple[str, ...]) -> dict[str, Any]:
         """One agent on the validation or test levels; the summary without the per-episode lists (the full
         result is kept in OUT/eval/ or OUT/BUDGET/eval/)."""
-        from genie_env._io import atomic_write_json
-
-        from .evaluate import EvaluateArgs
-        from .evaluate import run as evaluate
-
-        a = self.args
-        levels = {"start_level": a.val_start_level, "num_levels": a.val_num_levels} if split == "val" else {}
-        episodes = a.val_episodes if split == "val" else a.test_episodes
-        result = evaluate(EvaluateArgs(agent, episodes=episodes, distribution_mode=a.distribution_mode, seed=a.seed,
-                                       exclude=exclude, progress=False, **levels))  # fmt: skip
         where = Path(agent).parent.parent if agent != "random" else self.out
         name = Path(agent).parent.name if agent != "random" else "random"
-        atomic_write_json(where / "eval" / f"{name}_{split}.json", result)
-        return {k: v for k, v in result.items() if k != "per_episode"}
+        out = where / "eval" / f"{name}_{split}.json"
+        return self.args.evaluate(agent, split, exclude, out, self.args.distribution_mode, self.args.seed)
 
 
 def eval_stage(budget: int, side: str, seed: int, split: str) -> str:

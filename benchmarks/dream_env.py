@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ class Args:
     """inference precision of the detailed figures: auto (what the dream envs default to), fp32 or bf16"""
     precisions: tuple[str, ...] = ("fp32", "bf16")
     """precisions also timed at 64 envs, beside the default's"""
-    variant: tuple[tuple[str, str], ...] = ()
+    variant: Annotated[tuple[tuple[str, str], ...], tyro.conf.UseAppendAction] = ()
     """architecture variants to time at 64 envs: NAME and the DynamicsConfig fields it changes as JSON, e.g.
     lean '{"temporal_every": 4, "kv_heads": 1}' (fresh weights: speed does not depend on them)"""
     device: str = "cpu"

@@ -212,6 +212,7 @@ def test_grouped_query_attention_equals_torchs_and_multi_head_attention_with_sha
         )
         mha.proj.load_state_dict(gqa.proj.state_dict())
         assert torch.allclose(mha(x, causal=True), gqa(x, causal=True), atol=1e-6)
+        assert torch.allclose(mha(x), gqa(x), atol=1e-6)  # unmasked: the query heads folded onto their kv head
 
 
 def test_temporal_attention_in_every_kth_block_and_a_cache_sized_to_what_it_keeps():

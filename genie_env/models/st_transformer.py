@@ -170,11 +170,12 @@ class KVCache:
         # data and torch.compile traces the step in one graph
         filled = (self.frames + 1).clamp(max=self.window)
         valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
-        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None, None]  # (B*S, 1, 1, 1, W)
-        group = q.shape[1] // h  # query heads per key/value head: (B*S, Hkv, group, 1, d) against (B*S, Hkv, 1, W, d)
-        grouped = q.reshape(n, h, group, 1, d).to(keys.dtype)
+        mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
+        # the query heads of each key/value head stacked as its queries: (B*S, Hkv, group, d) against the
+        # window's (B*S, Hkv, W, d), so no key or value is copied per query head
+        grouped = q.reshape(n, h, q.shape[1] // h, d).to(keys.dtype)
         with torch.autocast(k.device.type, enabled=False):  # autocast would cast the cache back to bf16
-            attended = matmul_attention(grouped, keys[:, :, None], values[:, :, None], mask)
+            attended = matmul_attention(grouped, keys, values, mask)
         return attended.reshape(q.shape).to(q.dtype)
 
     def advance(self) -> None:
@@ -223,6 +224,13 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         q, k, v = self.qkv_heads(x)
+        group = self.heads // self.kv_heads
+        if group > 1 and mask is None and not causal:
+            # grouped-query attention without copying keys and values: each key/value head's query heads
+            # are stacked along the query axis (the same attention; every query sees every key)
+            n, _, length, d = q.shape
+            folded = sdpa(q.reshape(n, self.kv_heads, group * length, d), k, v)
+            return self.out(folded.reshape(n, self.heads, length, d))
         return self.out(sdpa(q, *expand_kv(k, v, self.heads), mask, causal))
 
 

@@ -33,8 +33,9 @@ def test_the_frontier_times_every_configuration_and_reads_its_quality(tiny_world
                                        "agent_eval": str(evals)})),
                ("lean", json.dumps({"changes": {"kv_heads": 1}})))  # fmt: skip
     out = tmp_path / "frontier"
-    result = frontier.main(frontier.Args(out=str(out), config=configs, shipped=str(tiny_world_model),
-                                         shipped_quality=shipped, precision="fp32", seconds=0.05, rounds=2))  # fmt: skip
+    args = frontier.Args(out=str(out), config=configs, shipped=str(tiny_world_model), shipped_quality=shipped,
+                         precision="fp32", seconds=0.05, rounds=2)  # fmt: skip
+    result = frontier.main(args)
     rows = {row["name"]: row for row in result["rows"]}
     assert list(rows) == ["shipped", "trained", "lean"] and rows["shipped"]["ratio_to_shipped"] == 1.0
     assert all(len(row["timings"]) == 2 and row["steps_per_s_64"] > 0 for row in rows.values())

@@ -244,3 +244,23 @@ def test_dream_agents_start_anywhere_in_the_world_models_episodes_unless_given_c
     with caplog.at_level(logging.WARNING, logger="genie_env.agents.train"):
         assert dream_context(dataclasses.replace(cfg, world_model=str(old))) is None
     assert f"has no {AGENT_CONTEXTS}" in caplog.text and "--context" in caplog.text
+
+
+def test_dreams_can_start_from_several_real_frames_that_the_model_conditions_on(tiny_world_model, tiny_dataset):
+    import dataclasses
+
+    cfg = AgentConfig(env="dream", world_model=str(tiny_world_model), context=(str(tiny_dataset),), num_envs=4,
+                      n_steps=32, batch_size=64, horizon=8, precision="fp32", context_frames=3)  # fmt: skip
+    env = make_vec_env(cfg)  # VecMonitor -> SB3VecEnv -> the batched dream
+    dream = env.venv.venv.dream
+    assert dream.source.context_frames == 3 and dream.source.actions.shape == (len(dream.source), 2)
+    obs = env.reset()
+    # each dream is primed with its context's 3 frames: its first frame is the last of them, as decoded
+    first = dream.source.frames[dream.context_index][:, -1]
+    decoded = dream.wm.decode(dream.wm.encode(first[:, None]))[:, 0]
+    np.testing.assert_array_equal(obs.transpose(0, 2, 3, 1) if obs.shape[1] == 3 else obs, decoded)
+    assert make_vec_env(dataclasses.replace(cfg, context_frames=1)).venv.venv.dream.source.context_frames == 1
+    with pytest.raises(ValueError, match="--context-frames 3 needs --env dream and a dataset --context"):
+        dataclasses.replace(cfg, context=(str(tiny_world_model / "agent_contexts.npz"),))
+    with pytest.raises(ValueError, match="--context-frames must be >= 1"):
+        dataclasses.replace(cfg, context_frames=0)

@@ -84,6 +84,9 @@ class AgentConfig:
     .npz (default: the model's contexts)"""
     reset_from: ResetFrom = "any"
     """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
+    context_frames: int = 1
+    """real frames each dream starts from: the world model conditions on all of them, the agent's first
+    observation is the last (> 1 needs a dataset --context: a contexts .npz holds single frames)"""
     horizon: int = 20
     """dream episodes are truncated (value bootstrapped) after this many steps, as IRIS (20) and DIAMOND (15)"""
     events: Events = "expected"
@@ -165,6 +168,12 @@ class AgentConfig:
         if min(self.temperature, self.uncertainty_penalty, self.entropy_limit) < 0 or self.maskgit_steps < 1:
             raise ValueError("--temperature, --uncertainty-penalty and --entropy-limit must be >= 0, "
                              "--maskgit-steps >= 1")  # fmt: skip
+        if self.context_frames < 1:
+            raise ValueError(f"--context-frames must be >= 1, got {self.context_frames}")
+        if self.context_frames > 1 and (self.env != "dream" or not self.context
+                                        or any(str(c).endswith(".npz") for c in self.context)):  # fmt: skip
+            raise ValueError(f"--context-frames {self.context_frames} needs --env dream and a dataset --context "
+                             "(frame dataset directories): a contexts .npz holds single frames")  # fmt: skip
         if self.start_curriculum != "uniform" and self.env != "dream":
             raise ValueError(f"--start-curriculum {self.start_curriculum} is for dreams (--env dream)")
         if not self.plr_temperature > 0 or not 0.0 <= self.plr_staleness <= 1.0:
@@ -235,8 +244,9 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
         dreams = dream(
             cfg.num_envs - real, world_model=cfg.world_model, device=cfg.device, precision=cfg.precision,
             sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=dream_context(cfg),
-            reset_from=cfg.reset_from, max_episode_steps=cfg.horizon, events=cfg.events, game=cfg.game,
-            uncertainty_penalty=cfg.uncertainty_penalty, entropy_limit=cfg.entropy_limit,
+            context_frames=cfg.context_frames, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
+            events=cfg.events, game=cfg.game, uncertainty_penalty=cfg.uncertainty_penalty,
+            entropy_limit=cfg.entropy_limit,
         )  # fmt: skip
         if cfg.start_curriculum == "plr":
             sampler = PrioritizedContexts(len(dreams.dream.source), cfg.plr_temperature, cfg.plr_staleness)

@@ -120,3 +120,11 @@ def test_a_shipped_game_holds_the_world_model_its_agent_the_comparison_and_a_mod
     pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(fruitbot), "--eval-episodes", "4",
                    "--ship", str(ship)])  # fmt: skip
     assert (ship / "MODEL_CARD.md").read_text() == card
+    # the card says why this game, from the file --ship-notes names
+    notes = tmp_path / "why.md"
+    notes.write_text("Fruitbot gives many rewards an episode, of both signs.\n")
+    pipeline.main(["--preset", "tiny", "--game", "fruitbot", "--out", str(fruitbot), "--eval-episodes", "4",
+                   "--ship", str(ship), "--ship-notes", str(notes)])  # fmt: skip
+    card = (ship / "MODEL_CARD.md").read_text()
+    assert "## Why this game\n\nFruitbot gives many rewards an episode, of both signs.\n" in card
+    assert f"--ship {ship} --ship-notes {notes}" in card

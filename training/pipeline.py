@@ -60,6 +60,9 @@ class PipelineArgs:
     """when every stage is done, lay the final world model, its dream agent, the comparison and a model card out
     in this directory as genie_env/assets/coinrun/ is (e.g. genie_env/assets/GAME, which GenieProcgen-v0 loads
     for the game); a directory that --ship did not write is refused"""
+    ship_notes: str | None = None
+    """with --ship: a markdown file whose text goes into the model card under "Why this game" (what its
+    dynamics ask of a world model that CoinRun's do not)"""
 
 
 class Pipeline:

@@ -51,6 +51,16 @@ def _mib(path: Path) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
+def _notes(args: Any) -> list[str]:
+    """The card's "Why this game" section: the text of --ship-notes (none without it)."""
+    if not getattr(args, "ship_notes", None):
+        return []
+    path = Path(args.ship_notes)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ship-notes {path} does not exist (a markdown file)")
+    return ["## Why this game", "", path.read_text().strip(), ""]
+
+
 def model_card(pipe: Any, root: Path, target: Path) -> str:
     """MODEL_CARD.md of a shipped game: what each file is, how it was made (the command, every stage's
     wall time) and the comparison on held-out real levels, all from the pipeline's records."""
@@ -83,13 +93,14 @@ def model_card(pipe: Any, root: Path, target: Path) -> str:
     stages = pipe.record["stages"]
     hours = sum(s["wall_s"] for s in stages.values()) / 3600
     command = (f"genie pipeline --preset {args.preset} --game {game} --seed {args.seed} --distribution-mode "
-               f"{args.distribution_mode} --out {pipe.out} --ship {target}")  # fmt: skip
+               f"{args.distribution_mode} --out {pipe.out} --ship {target}"
+               + (f" --ship-notes {args.ship_notes}" if getattr(args, "ship_notes", None) else ""))  # fmt: skip
     lines = [
         f"# genie-env {game} world model — model card", "",
         f"What ships here (`{target}`), made with the project's own commands, every stage recorded in "
         f"`{pipe.out}/pipeline.json`:", "", "| file | what |", "|---|---|",
         *(f"| {name} | {what} |" for name, what in rows), "",
-        "## How it was made", "", "```bash", command, "```", "",
+        *_notes(args), "## How it was made", "", "```bash", command, "```", "",
         f"{hours:.2f} hours of wall time in all, on the machine that ran it ({args.distribution_mode} levels):", "",
         "| stage | minutes |", "|---|---:|",
         *(f"| {name} | {s['wall_s'] / 60:.1f} |" for name, s in stages.items()), "",

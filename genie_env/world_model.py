@@ -142,6 +142,19 @@ class WorldModel:
         """The longest context the dynamics model attends to."""
         return self.dynamics.cfg.context_frames
 
+    def set_dropout(self, active: bool) -> None:
+        """Keep the dynamics model's dropout on while it dreams (Dropout's Dream Land: every dreamed step drops
+        other units, so each dream episode is a slightly different simulator), or turn it off again. The
+        rest of the model stays in eval mode. ValueError for a model trained without dropout, where it
+        would change nothing."""
+        if active and not self.dynamics.cfg.dropout:
+            raise ValueError("this world model's dynamics was trained without dropout (dropout 0): dream dropout "
+                             "would change nothing; fine-tune one with genie train-dynamics --init-from MODEL "
+                             "--model.dropout 0.1")  # fmt: skip
+        for module in self.dynamics.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.train(active)
+
     def autocast(self):
         """The autocast context inference runs under."""
         if self.precision == "bf16":

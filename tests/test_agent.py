@@ -264,3 +264,47 @@ def test_dreams_can_start_from_several_real_frames_that_the_model_conditions_on(
         dataclasses.replace(cfg, context=(str(tiny_world_model / "agent_contexts.npz"),))
     with pytest.raises(ValueError, match="--context-frames must be >= 1"):
         dataclasses.replace(cfg, context_frames=0)
+
+
+def test_dream_dropout_is_on_while_dreaming_and_off_everywhere_else(tiny_world_model, tiny_tokenizer_run,
+                                                                     tiny_dataset, tmp_path):  # fmt: skip
+    """Dropout's Dream Land: a world model fine-tuned with dropout keeps it on in the dream only."""
+    import dataclasses
+
+    from genie_env.cli.train_dynamics import default_args, run
+
+    from genie_env.models import load_dynamics
+    from genie_env.world_model import load_world_model, package_world_model
+
+    # fine-tuned from the tiny model with dropout: a regulariser, so --init-from takes the weights
+    tokens = tiny_world_model.parent / "tokens"
+    args = default_args("tiny")
+    run(dataclasses.replace(args, tokens=(str(tokens),), out=str(tmp_path / "dyn"), preset="tiny",
+                            model=dataclasses.replace(args.model, dropout=0.3),
+                            init_from=str(tiny_world_model / "dynamics")))  # fmt: skip
+    assert load_dynamics(tmp_path / "dyn").cfg.dropout == 0.3
+    model_dir = package_world_model(tiny_tokenizer_run, tmp_path / "dyn", tiny_dataset, tmp_path / "wm", num_contexts=8)
+
+    def dream(dropout: bool, seed: int = 0) -> np.ndarray:
+        cfg = AgentConfig(env="dream", world_model=str(model_dir), num_envs=4, n_steps=32, batch_size=64, horizon=8,
+                          precision="fp32", dream_dropout=dropout)  # fmt: skip
+        env = make_vec_env(cfg)
+        env.seed(seed)
+        env.reset()
+        torch.manual_seed(seed)
+        frames = [env.step(np.full(4, 3, np.int64))[0] for _ in range(3)]
+        drops = [m.training for m in env.venv.venv.dream.wm.dynamics.modules() if isinstance(m, torch.nn.Dropout)]
+        assert drops and all(d == dropout for d in drops)  # on in the dream with the flag, off without
+        return np.stack(frames)
+
+    np.testing.assert_array_equal(dream(False), dream(False))  # off: the dream is the model's one future
+    on = [dream(True, seed=0), dream(True, seed=0)]
+    np.testing.assert_array_equal(on[0], on[1])  # reproducible under the training seed
+    assert not np.array_equal(on[0], dream(False))  # but another simulator than the plain dream
+    # off wherever the model is loaded to be measured (eval-dynamics, play, GenieCoinRun-v0)
+    assert not any(m.training for m in load_world_model(model_dir).dynamics.modules())
+    with pytest.raises(ValueError, match="trained without dropout .*--model.dropout"):
+        make_vec_env(AgentConfig(env="dream", world_model=str(tiny_world_model), num_envs=4, n_steps=32,
+                                 batch_size=64, horizon=8, precision="fp32", dream_dropout=True))  # fmt: skip
+    with pytest.raises(ValueError, match="--dream-dropout is for dreams"):
+        AgentConfig(env="real", dream_dropout=True)

@@ -11,7 +11,7 @@ from genie_env.cli import bc_study
 from genie_env.agents.bc_study import verdicts
 
 ARGV = ["--expert", "sticky", "--videos", "2000", "--video-envs", "8", "--val-fraction", "0.5", "--lam-preset",
-        "tiny", "--labelled", "5", "20", "--ship-labels", "20", "--seeds", "1", "--bc-steps", "4", "--bc-features",
+        "tiny", "--labelled", "20", "--ship-labels", "20", "--seeds", "1", "--bc-steps", "4", "--bc-features",
         "nature", "--val-episodes", "4", "--test-episodes", "4"]  # fmt: skip
 
 
@@ -19,14 +19,14 @@ def test_tiny_bc_study_end_to_end_shipped_and_resumed(tmp_path, capsys):
     out, ship = tmp_path / "bc", tmp_path / "assets_lam"
     bc_study.main([*ARGV, "--out", str(out), "--ship-to", str(ship)])
     stages = json.loads((out / "stages.json").read_text())["stages"]
-    sides = [f"{side}_seed0" for side in ("oracle", "lam_5", "lam_20")]
+    sides = [f"{side}_seed0" for side in ("oracle", "lam_20")]
     assert list(stages) == ["expert", "videos", "lam", "eval_lam", "eval_lam_random", "eval/random_val",
                             "eval/random_test", "eval/expert_val", "eval/expert_test",
                             *(f"{kind}/{s}{split}" for s in sides for kind, split in
                               (("bc", ""), ("eval", "_val"), ("eval", "_test")))]  # fmt: skip
     study = json.loads((out / "bc_study.json").read_text())
     rows = {row["name"]: row for row in study["rows"]}
-    assert list(rows) == ["oracle", "lam_5", "lam_20"] and rows["lam_5"]["labels"] == 5
+    assert list(rows) == ["oracle", "lam_20"] and rows["lam_20"]["labels"] == 20
     videos = json.loads((out / "videos" / "manifest.json").read_text())
     assert rows["oracle"]["labels"] == sum(s["num_frames"] for s in videos["shards"])  # every real action
     for name, row in rows.items():  # every seed on the test levels, disjoint from the videos' levels

@@ -84,6 +84,10 @@ class AgentConfig:
     .npz (default: the model's contexts)"""
     reset_from: ResetFrom = "any"
     """with a dataset --context: start dreams at level starts (start) or anywhere in episodes (any)"""
+    dream_dropout: bool = False
+    """keep the world model's dropout on while it dreams (Dropout's Dream Land): each dreamed step drops other
+    units, so every dream episode is a slightly different simulator (needs a world model trained with
+    --model.dropout > 0)"""
     context_frames: int = 1
     """real frames each dream starts from: the world model conditions on all of them, the agent's first
     observation is the last (> 1 needs a dataset --context: a contexts .npz holds single frames)"""
@@ -174,6 +178,8 @@ class AgentConfig:
                                         or any(str(c).endswith(".npz") for c in self.context)):  # fmt: skip
             raise ValueError(f"--context-frames {self.context_frames} needs --env dream and a dataset --context "
                              "(frame dataset directories): a contexts .npz holds single frames")  # fmt: skip
+        if self.dream_dropout and self.env != "dream":
+            raise ValueError("--dream-dropout is for dreams (--env dream)")
         if self.start_curriculum != "uniform" and self.env != "dream":
             raise ValueError(f"--start-curriculum {self.start_curriculum} is for dreams (--env dream)")
         if not self.plr_temperature > 0 or not 0.0 <= self.plr_staleness <= 1.0:
@@ -248,6 +254,8 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
             events=cfg.events, game=cfg.game, uncertainty_penalty=cfg.uncertainty_penalty,
             entropy_limit=cfg.entropy_limit,
         )  # fmt: skip
+        if cfg.dream_dropout:
+            dreams.dream.wm.set_dropout(True)
         if cfg.start_curriculum == "plr":
             sampler = PrioritizedContexts(len(dreams.dream.source), cfg.plr_temperature, cfg.plr_staleness)
             dreams.set_context_sampler(sampler)

@@ -84,7 +84,8 @@ def init_weights(model: DynamicsModel, path: str | Path, tokenizer: dict, load: 
     ckpt = resolve_checkpoint(path)
     meta = read_config(ckpt, kind="dynamics")
     saved = config_to_dict(config_from_dict(DynamicsConfig, meta["config"], str(ckpt)))  # JSON lists as tuples
-    diff = config_diff(saved, config_to_dict(model.cfg))
+    regularisers = ("dropout",)  # not the architecture: a fine-tune may add or change them
+    diff = [d for d in config_diff(saved, config_to_dict(model.cfg)) if d.split(" (", 1)[0] not in regularisers]
     if diff:
         raise CheckpointError(f"--init-from {path}: its architecture differs from --model's in {', '.join(diff)}")
     check_trained_on(ckpt, {tokenizer["sha256"]}, "--tokens", required=True, dynamics_name=f"--init-from {path}")

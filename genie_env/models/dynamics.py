@@ -89,6 +89,9 @@ class DynamicsConfig:
     """temporal attention in every k-th block only (1 = every block; Dreamer 4 keeps it in every 4th)"""
     kv_heads: int = 0
     """key/value heads of grouped-query attention (0 = heads: standard multi-head attention)"""
+    dropout: float = 0.0
+    """dropout on the transformer's residual branches while training; a dream can keep it on
+    (`WorldModel.set_dropout`, Dropout's Dream Land), so each dreamed step is a slightly different simulator"""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ACTION_MODES:
@@ -158,7 +161,7 @@ class DynamicsModel(nn.Module):
         self.st = STTransformer(STConfig(
             dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, tokens=spatial,
             max_frames=cfg.context_frames, temporal_pos="rope", window=cfg.context_frames, attention=cfg.attention,
-            temporal_every=cfg.temporal_every, kv_heads=cfg.kv_heads,
+            temporal_every=cfg.temporal_every, kv_heads=cfg.kv_heads, dropout=cfg.dropout,
         ))  # fmt: skip
         self.head = nn.Linear(cfg.dim, cfg.codebook_size)
         values = torch.tensor(cfg.reward_values, dtype=torch.float32)

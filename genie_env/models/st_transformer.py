@@ -50,8 +50,12 @@ class STConfig:
     1 = every block; Dreamer 4 keeps it in every 4th"""
     kv_heads: int = 0
     """key/value heads (grouped-query attention: each serves heads / kv_heads query heads); 0 = heads"""
+    dropout: float = 0.0
+    """dropout on every residual branch (the attention and MLP outputs), active in training mode only"""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads} into even head sizes")
         if self.kv_heads < 0 or self.heads % (self.kv_heads or self.heads):
@@ -254,6 +258,7 @@ class STBlock(nn.Module):
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0,
                 phases: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -264,11 +269,11 @@ class STBlock(nn.Module):
         """
         b, t, s, _ = x.shape
         h = rearrange(x, "b t s d -> (b t) s d")
-        h = h + self.spatial(self.norm_s(h))
+        h = h + self.drop(self.spatial(self.norm_s(h)))
         h = rearrange(h, "(b t) s d -> b t s d", b=b, t=t)
         if self.temporal is not None:
-            h = h + self.attend_in_time(h, cache, index, phases)
-        return h + self.mlp(self.norm_m(h))
+            h = h + self.drop(self.attend_in_time(h, cache, index, phases))
+        return h + self.drop(self.mlp(self.norm_m(h)))
 
     def attend_in_time(self, h: torch.Tensor, cache: KVCache | None, index: int,
                        phases: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
@@ -294,6 +299,7 @@ class FullBlock(nn.Module):
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.norm_m = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(), nn.Linear(hidden, cfg.dim))
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0,
                 phases: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip

@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 from dream_env import steps_per_second_64, variant_model  # noqa: E402
 
-from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json  # noqa: E402
+from genie_env._io import atomic_write_bytes, atomic_write_json  # noqa: E402
 from genie_env.data.context import ContextSource  # noqa: E402
+from genie_env.viz import finish_plot  # noqa: E402
 from genie_env.world_model import DEFAULT_MODEL_DIR, load_world_model, resolve_precision  # noqa: E402
 
 PSNR_SLACK_DB = 0.5  # the "within 0.5 dB" at horizon 1
@@ -133,14 +134,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.axvline(TARGET_RATIO, ls=":", color="gray", label=f"target: {TARGET_RATIO}x the shipped speed")
     if any(r["val_return"] is None for r in rows):
         ax.scatter([], [], marker="x", color="gray", label="agent not trained yet (speed only)")
-    ax.set_xlabel("dream steps/s at 64 envs, as a ratio to the shipped model (same run)")
-    ax.set_ylabel("validation return of a dream agent")
-    ax.set_title("The dream's speed/quality frontier")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    return path
+    return finish_plot(fig, ax, path, "dream steps/s at 64 envs, as a ratio to the shipped model (same run)",
+                       "validation return of a dream agent", "The dream's speed/quality frontier",
+                       legend="upper right")  # fmt: skip
 
 
 def main(args: Args) -> dict[str, Any]:

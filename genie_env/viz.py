@@ -1,4 +1,4 @@
-"""Pictures people would rather look at than numbers: frame grids and GIFs."""
+"""Pictures people would rather look at than numbers: frame grids, GIFs, and the finish of every plot."""
 
 from __future__ import annotations
 
@@ -54,3 +54,19 @@ def save_gif(frames: np.ndarray, path: str | Path, fps: int = 15, scale: int = 4
     path = Path(path)
     atomic_write_bytes(path, gif_bytes(frames, fps, scale))
     return path
+
+
+def finish_plot(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str, legend: str = "lower right",
+                log_x: bool = False, dpi: int = 110) -> Path:  # fmt: skip
+    """Label, grid and legend a matplotlib `ax` of `fig` the one way our plots do, and write it as PNG at `path`
+    atomically; returns `path`."""
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc=legend)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return Path(path)

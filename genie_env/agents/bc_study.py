@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json
+from genie_env._io import atomic_write_bytes, atomic_write_json
 from genie_env.agents.study import SideSummary
+from genie_env.viz import finish_plot
 
 SHARE_OF_ORACLE = 0.9  # LAM BC's target: this share of oracle BC's mean return (Genie, App. E)
 
@@ -94,15 +95,8 @@ def plot_bc(rows: list[dict[str, Any]], expert: dict[str, Any], random: dict[str
     ax.axhline(SHARE_OF_ORACLE * oracle["seed_mean"], color="tab:green", ls=":", label="90% of the oracle")
     ax.axhline(expert["mean_return"], color="black", ls="-.", label="the expert")
     ax.axhline(random["mean_return"], color="gray", ls="--", label="random policy")
-    ax.set_xscale("log")
-    ax.set_xlabel("transitions with a real action label (LAM BC)")
-    ax.set_ylabel("return on held-out real levels")
-    ax.set_title("CoinRun: acting from action-free videos (Genie's latent actions)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    return path
+    return finish_plot(fig, ax, path, "transitions with a real action label (LAM BC)", "return on held-out real levels",
+                       "CoinRun: acting from action-free videos (Genie's latent actions)", log_x=True)  # fmt: skip
 
 
 def write_bc_study(rows: list[dict[str, Any]], expert: dict[str, Any], random: dict[str, Any], out: str | Path,

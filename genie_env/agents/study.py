@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from genie_env._io import atomic_path, atomic_write_bytes, atomic_write_json
+from genie_env._io import atomic_write_bytes, atomic_write_json
 from genie_env.metrics import bootstrap_ci
+from genie_env.viz import finish_plot
 
 SIDES = ("dream", "real")
 # PPO on the real game with 2,826,560 frames (IMPALA CNN), 500 episodes on the test levels: the shipped
@@ -116,15 +117,8 @@ def plot_study(rows: list[dict[str, Any]], path: Path, random: dict[str, Any] | 
     mean, (lo, hi) = reference["mean_return"], reference["return_ci"]
     ax.errorbar([reference["real_frames"]], [mean], yerr=[[mean - lo], [hi - mean]], fmt="*", ms=10, color="black",
                 capsize=4, label=reference["name"])  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("real frames (world model and agent together)")
-    ax.set_ylabel("return on held-out real levels")
-    ax.set_title("CoinRun (easy): sample efficiency, dream against real")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    return path
+    return finish_plot(fig, ax, path, "real frames (world model and agent together)", "return on held-out real levels",
+                       "CoinRun (easy): sample efficiency, dream against real", log_x=True)  # fmt: skip
 
 
 def write_study(rows: list[dict[str, Any]], out: str | Path, random: dict[str, Any] | None = None) -> dict[str, Path]:

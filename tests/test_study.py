@@ -87,6 +87,22 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     after = json.loads((out / "stages.json").read_text())["stages"]
     assert {k for k in after if after[k] != again[k]} == {"1000/real_seed0", "1000/eval/real_seed0_val",
                                                           "1000/eval/real_seed0_test"}  # fmt: skip
+    # a recipe measured on the same world models: only its dream agents train, nothing of the first is touched
+    first = (out / "stages.json").read_text()
+    other = tmp_path / "study_sampled"
+    study.main(["--preset", "tiny", "--budgets", "1000", "--seeds", "1", "--out", str(other), "--val-episodes",
+                "4", "--test-episodes", "4", "--world-models-from", str(out), "--dream-recipe",
+                '{"temperature": 1.0}'])  # fmt: skip
+    assert (out / "stages.json").read_text() == first and not (other / "1000" / "pipeline").exists()
+    theirs = json.loads(first)["stages"]
+    ours = json.loads((other / "stages.json").read_text())["stages"]
+    assert list(ours) == ["eval/random_val", "eval/random_test", "1000/dream_seed0", "1000/eval/dream_seed0_val",
+                          "1000/eval/dream_seed0_test", "1000/eval/real_seed0_val",
+                          "1000/eval/real_seed0_test"]  # fmt: skip
+    for key in ("agent", "mean_return", "return_ci", "episodes"):  # the same agent, scored again the same
+        assert ours["1000/eval/real_seed0_test"]["result"][key] == theirs["1000/eval/real_seed0_test"]["result"][key]
+    dream = json.loads((other / "1000" / "dream_seed0" / "config.json").read_text())["config"]
+    assert dream["temperature"] == 1.0 and dream["world_model"] == str(out / "1000" / "pipeline" / "world_model_r2")
 
 
 def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_the_budget(tmp_path):
@@ -118,3 +134,30 @@ def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_th
     ):
         with pytest.raises(ValueError, match=message):
             study.Study(study.StudyArgs(preset="tiny", out=str(tmp_path / "bad"), dream_recipe=recipe))
+
+
+def test_world_models_are_taken_only_from_a_study_that_can_give_them(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "stages.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "stages": {}}))
+
+    def make(**changes):
+        return study.Study(study.StudyArgs(preset="tiny", out=str(tmp_path / "out"), **changes))
+
+    with pytest.raises(ValueError, match="takes 128 real frames \\(Dyna\\): its world models get fewer"):
+        make(world_models_from=str(source), dream_recipe='{"real_envs": 2}')
+    with pytest.raises(ValueError, match="is a --seed 0 study, not 1"):
+        make(world_models_from=str(source), seed=1)
+    with pytest.raises(ValueError, match="no study there"):
+        make(world_models_from=str(tmp_path / "nothing"))
+    taker = make(world_models_from=str(source))
+    with pytest.raises(ValueError, match="has no world model of budget 1,000 yet"):
+        taker.budget(1000)
+    (source / "1000" / "pipeline").mkdir(parents=True)
+    (source / "1000" / "pipeline" / "pipeline.json").write_text(json.dumps({"preset": "tiny", "budget": 1000,
+                                                                             "stages": {}}))  # fmt: skip
+    with pytest.raises(ValueError, match="its real PPO .*real_seed0 is not done: finish it there"):
+        taker.budget(1000)
+    with pytest.raises(ValueError, match="stage collect is not done: finish that study's world models first"):
+        taker.pipeline(1000).finished_world_model()
+    assert sorted(p.name for p in source.rglob("*")) == ["1000", "pipeline", "pipeline.json", "stages.json"]

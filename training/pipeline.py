@@ -109,6 +109,21 @@ class Pipeline:
             logger.info("shipped to %s", ship(self, self.args.ship))
         return self.record
 
+    def finished_world_model(self) -> Path:
+        """The final world model of a pipeline whose world-model stages are all done, touching nothing (another
+        study's, taken read-only); ValueError naming the first stage that is not done."""
+
+        def done(name: str, _fn) -> Any:
+            if not self.stages.done(name):
+                raise ValueError(f"{self.out}: stage {name} is not done: finish that study's world models first")
+            return self.record["stages"][name]["result"]
+
+        self.stage = done
+        try:
+            return self.build_world_model()
+        finally:
+            self.stage = self.stages.stage
+
     def build_world_model(self) -> Path:
         """The stages up to the final round's world model (with the dream agents that collect the later
         rounds' data); returns the final world model's directory."""

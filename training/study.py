@@ -56,6 +56,11 @@ class StudyArgs(HeldOutSplits):
     genie_env/assets/coinrun/sample_efficiency"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
+    world_models_from: str | None = None
+    """take the world models and the real PPO agents (with their evaluations) of this other study's --out,
+    read-only, and train only the dream agents here: a --dream-recipe measured on the same world models
+    without days of tokenizers and dynamics (same preset and seed; not with Dyna, whose frames change the
+    world models' budget)"""
     dream_recipe: str = "{}"
     """AgentConfig fields the dream agents change, as JSON: a lever measured by benchmarks/dream_levers.py,
     e.g. '{"entropy_limit": 2.5}'. Dyna's real frames ('{"real_envs": 8}') come out of each budget, so the
@@ -100,9 +105,12 @@ class Study:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.recipe = args.recipe()
-        header = {"preset": args.preset, "seed": args.seed, "dream_recipe": self.recipe}
-        self.stages = StageRecord(self.out / "stages.json", header, legacy={"dream_recipe": {}})
+        header = {"preset": args.preset, "seed": args.seed, "dream_recipe": self.recipe,
+                  "world_models_from": args.world_models_from}  # fmt: skip
+        self.stages = StageRecord(self.out / "stages.json", header,
+                                  legacy={"dream_recipe": {}, "world_models_from": None})  # fmt: skip
         self.dyna_frames = self._dyna_frames()  # also: a bad recipe fails now, not after hours of world model
+        self.source = self._source()
 
     def base_agent(self):
         """The preset's dream agent, before the study gives it a world model, seed and recipe."""
@@ -126,11 +134,35 @@ class Study:
         cfg = self.dream_config(self.base_agent(), 0)
         return real_steps(cfg, trained_steps(cfg))
 
+    def _source(self) -> Path | None:
+        """--world-models-from, checked: a study of the same preset and seed, and a recipe without Dyna."""
+        if self.args.world_models_from is None:
+            return None
+        source = Path(self.args.world_models_from)
+        if not (source / "stages.json").exists():
+            raise ValueError(f"--world-models-from {source}: no study there ({source / 'stages.json'} is missing)")
+        if source.resolve() == self.out.resolve():
+            raise ValueError("--world-models-from names this study's own --out")
+        theirs = json.loads((source / "stages.json").read_text())
+        for key in ("preset", "seed"):
+            if theirs.get(key) != getattr(self.args, key):
+                raise ValueError(f"--world-models-from {source} is a --{key} {theirs.get(key)} study, not "
+                                 f"{getattr(self.args, key)}")  # fmt: skip
+        if self.dyna_frames:
+            raise ValueError(f"--dream-recipe {self.args.dream_recipe} takes {self.dyna_frames:,} real frames (Dyna): "
+                             "its world models get fewer, so another study's cannot be taken")  # fmt: skip
+        return source
+
     def pipeline(self, budget: int):
-        """The world model's pipeline of `budget`: all of its real frames but the dream agents' own."""
+        """The world model's pipeline of `budget`: all of its real frames but the dream agents' own (in
+        --world-models-from's study when given)."""
         from .pipeline import Pipeline, PipelineArgs
 
-        args = PipelineArgs(preset=self.args.preset, out=str(self.out / str(budget) / "pipeline"), seed=self.args.seed,
+        root = self.source or self.out
+        if self.source is not None and not (root / str(budget) / "pipeline" / "pipeline.json").exists():
+            raise ValueError(f"--world-models-from {self.source} has no world model of budget {budget:,} yet: run "
+                             "that study first")  # fmt: skip
+        args = PipelineArgs(preset=self.args.preset, out=str(root / str(budget) / "pipeline"), seed=self.args.seed,
                             distribution_mode=self.args.distribution_mode, full_steps=True)  # fmt: skip
         frames = budget - self.dyna_frames
         if frames < 1:
@@ -148,8 +180,8 @@ class Study:
     def _run(self) -> dict[str, Any]:
         from genie_env.agents.study import write_study
 
-        random = {split: self.stages.stage(f"eval/random_{split}", lambda s=split: self.evaluate("random", s, ()))
-                  for split in SPLITS}  # fmt: skip
+        random = {split: self.stages.stage(f"eval/random_{split}", lambda s=split: self.evaluate(
+                      "random", s, (), self.out / "eval" / f"random_{s}.json")) for split in SPLITS}  # fmt: skip
         rows = []
         for budget in sorted(self.args.budgets):
             rows.append(self.budget(budget))
@@ -166,6 +198,9 @@ class Study:
         runs = {}
 
         def agent(side: str, seed: int, cfg) -> None:
+            if side == "real" and self.source is not None:  # the other study's, read-only
+                runs[(side, seed)] = self.taken_agent(budget, seed)
+                return
             run = runs[(side, seed)] = self.out / str(budget) / f"{side}_seed{seed}"
             name = f"{budget}/{side}_seed{seed}"
             self.retrain_if_over_budget(budget, side, seed, run)
@@ -179,7 +214,7 @@ class Study:
         for seed in range(self.args.seeds):  # first: they need no world model, and they are the cheap side
             agent("real", seed, dataclasses.replace(pipe.agent_config("real", ppo_steps), seed=seed, world_model=None,
                                                     context=()))  # fmt: skip
-        world_model = pipe.build_world_model()
+        world_model = pipe.finished_world_model() if self.source is not None else pipe.build_world_model()
         exclude = tuple(str(pipe.path("world_model", k)) for k in range(1, rounds + 1))
         for seed in range(self.args.seeds):
             agent("dream", seed, self.dream_config(pipe.agent_config("dream", p.agent_steps, rounds), seed))
@@ -190,9 +225,10 @@ class Study:
             for seed in range(self.args.seeds):
                 for split in SPLITS:
                     agent = str(runs[(side, seed)] / "agent.zip")
-                    results[split][seed] = self.stages.stage(
-                        eval_stage(budget, side, seed, split), lambda a=agent, s=split: self.evaluate(a, s, exclude)
-                    )
+                    out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
+                    results[split][seed] = self.stages.stage(eval_stage(budget, side, seed, split),
+                                                             lambda a=agent, s=split, o=out: self.evaluate(
+                                                                 a, s, exclude, o))  # fmt: skip
             sides[side] = summarise_side(results["val"], results["test"])
         logger.info("budget %d: world model %s", budget, world_model)
         row = budget_row(budget, sides)
@@ -247,13 +283,22 @@ class Study:
         run.rename(aside)
         self.stages.forget(name, *(eval_stage(budget, side, seed, split) for split in SPLITS))
 
-    def evaluate(self, agent: str, split: str, exclude: tuple[str, ...]) -> dict[str, Any]:
+    def evaluate(self, agent: str, split: str, exclude: tuple[str, ...], out: Path) -> dict[str, Any]:
         """One agent on the validation or test levels; the summary without the per-episode lists (the full
-        result is kept in OUT/eval/ or OUT/BUDGET/eval/)."""
-        where = Path(agent).parent.parent if agent != "random" else self.out
-        name = Path(agent).parent.name if agent != "random" else "random"
-        out = where / "eval" / f"{name}_{split}.json"
+        result is kept at `out`, in OUT/eval/ or OUT/BUDGET/eval/)."""
         return self.args.evaluate(agent, split, exclude, out, self.args.distribution_mode, self.args.seed)
+
+    def taken_agent(self, budget: int, seed: int) -> Path:
+        """The real PPO agent of --world-models-from at `budget` and `seed`, which must be done there (and within
+        the budget); it is evaluated here again, into this study's own records."""
+        theirs = json.loads((self.source / "stages.json").read_text())["stages"]
+        run = self.source / str(budget) / f"real_seed{seed}"
+        if f"{budget}/real_seed{seed}" not in theirs or not (run / "agent.zip").exists():
+            raise ValueError(f"--world-models-from {self.source}: its real PPO {run} is not done: finish it there")
+        if real_frames(run) > budget:
+            raise ValueError(f"--world-models-from {self.source}: {run} took {real_frames(run):,} real frames, over "
+                             f"the budget of {budget:,}: let that study train it again first")  # fmt: skip
+        return run
 
 
 def eval_stage(budget: int, side: str, seed: int, split: str) -> str:

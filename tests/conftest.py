@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: each keeps to one thread (and so do the commands the tests
+    # start), or the workers' thread pools fight over the two cores (a test then took 5x its time alone)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from genie_env.agents.policies import collection_policy  # noqa: E402
 from genie_env.data.collect import CollectConfig, collect  # noqa: E402

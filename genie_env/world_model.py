@@ -168,11 +168,12 @@ class WorldModel:
             return self.tokenizer.encode(_frames_tensor(frames, "frames").to(self.device))
 
     @torch.no_grad()
-    def decode(self, tokens) -> np.ndarray:
-        """tokens int64 (B, T, h, w) -> frames uint8 (B, T, 64, 64, 3) as numpy."""
+    def decode(self, tokens, check_range: bool = True) -> np.ndarray:
+        """tokens int64 (B, T, h, w) -> frames uint8 (B, T, 64, 64, 3) as numpy (`check_range=False`: tokens the
+        dynamics model just generated, whose range needs no check)."""
         tokens = _as_tensor(tokens)
         with self.autocast():
-            return self.tokenizer.decode_uint8(tokens.to(self.device)).cpu().numpy()
+            return self.tokenizer.decode_uint8(tokens.to(self.device), check_range).cpu().numpy()
 
     @torch.no_grad()
     def rollout(self, context_frames, actions, context_actions=None, steps: int = 1, temperature: float = 0.0,

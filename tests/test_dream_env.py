@@ -246,3 +246,29 @@ def test_context_file_round_trips_and_a_failed_save_keeps_the_old_file(tmp_path,
         ContextSource.from_file(path)
     with pytest.raises(DatasetError, match="does not exist"):
         ContextSource.from_file(tmp_path / "missing.npz")
+
+
+def test_the_batched_step_reads_nothing_back_from_the_device_until_its_outputs(tiny_world_model):
+    """On a GPU every read of a tensor's value on the host (`int(t)`, `t.item()`, `bool(t)`) waits for all the
+    work queued before it. The batched dream step makes none: it hands back frames and events in one copy
+    each. Counted here on CPU as the dispatcher sees them (`aten._local_scalar_dense`)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ScalarReads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                ScalarReads.count += 1
+            return func(*args, **(kwargs or {}))
+
+    for events, sampling in (("expected", None), ("sample", {"steps": 2, "temperature": 1.0})):
+        venv = GenieCoinRunVectorEnv(4, world_model=str(tiny_world_model), precision="fp32", events=events,
+                                     sampling=sampling, max_episode_steps=10**6, uncertainty_penalty=0.1)  # fmt: skip
+        venv.reset(seed=0)
+        venv.dream.step(np.zeros(4, np.int64))  # warm
+        with ScalarReads():
+            for _ in range(3):
+                frames, rewards, terminated, info = venv.dream.step(np.full(4, 3, np.int64))
+        assert ScalarReads.count == 0, f"{events}: {ScalarReads.count} host reads inside the step"
+        assert frames.shape == (4, 64, 64, 3) and rewards.dtype == np.float32 and "token_entropy" in info

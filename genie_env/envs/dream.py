@@ -209,10 +209,14 @@ class DreamBatch:
                                    entropy=self.track_entropy)  # fmt: skip
         self.prev = out.tokens
         grid = wm.tokenizer.cfg.grid
-        self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid))[:, 0]
-        reward_p = out.reward_prob.float().cpu().numpy()
-        term_p = out.termination_prob.float().cpu().numpy()
-        probs = out.reward_probs.float().cpu().numpy().astype(np.float64)
+        # nothing is read back inside the step: the frames and then every event output come over in one copy each
+        self.frames = wm.decode(out.tokens.view(self.num, 1, grid, grid), check_range=False)[:, 0]
+        parts = [out.reward_prob[:, None], out.termination_prob[:, None], out.reward_probs]
+        if self.track_entropy:
+            parts.append(out.token_entropy[:, None])
+        events = torch.cat([p.float() for p in parts], 1).cpu().numpy()
+        reward_p, term_p = events[:, 0].copy(), events[:, 1].copy()
+        probs = events[:, 2 : 2 + out.reward_probs.shape[1]].astype(np.float64)
         if self.events == "sample":
             draws = np.array([torch.rand(2, generator=g).numpy() for g in self.generators])
             rewards, terminated = dream_rewards(probs, self.reward_values, "sample", draws[:, 0]), draws[:, 1] < term_p
@@ -227,7 +231,7 @@ class DreamBatch:
         info = {"termination_prob": term_p, "reward_prob": reward_p, "dream_step": self.dream_step.copy(),
                 "context_index": self.context_index.copy()}  # of the episode each step belongs to  # fmt: skip
         if self.track_entropy:
-            info["token_entropy"] = out.token_entropy.float().cpu().numpy()
+            info["token_entropy"] = events[:, -1].copy()
             # the model's doubt about the frame costs reward (as MOPO's penalty)
             rewards = rewards - self.uncertainty_penalty * info["token_entropy"]
         return self.frames.copy(), rewards.astype(np.float32), terminated, info

@@ -234,22 +234,24 @@ class Tokenizer(nn.Module):
         return nearest_code(flat, self.quantizer.codebook.float()).view(b, t, h, w)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens int64 (B, T, h, w) -> frames float (B, T, H, W, 3) in [0, 1]."""
+    def decode(self, tokens: torch.Tensor, check_range: bool = True) -> torch.Tensor:
+        """tokens int64 (B, T, h, w) -> frames float (B, T, H, W, 3) in [0, 1]. `check_range=False` skips reading
+        the tokens' range back to the host (for tokens a model just generated: on a GPU that read waits for
+        the whole step)."""
         g, k = self.cfg.grid, self.cfg.codebook_size
         if tokens.ndim != 4 or tuple(tokens.shape[2:]) != (g, g):
             raise ValueError(f"tokens must be (B, T, {g}, {g}), got shape {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"tokens must be int64, got {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= k):
+        if check_range and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= k):
             raise ValueError(f"tokens out of range: this tokenizer has {k} codes (0..{k - 1})")
         zq = rearrange(self.quantizer.lookup(tokens.long()), "b t h w d -> b t d h w")
         return output_to_frames(self.decoder(zq).float()).clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def decode_uint8(self, tokens: torch.Tensor) -> torch.Tensor:
+    def decode_uint8(self, tokens: torch.Tensor, check_range: bool = True) -> torch.Tensor:
         """tokens int64 (B, T, h, w) -> frames uint8 (B, T, H, W, 3)."""
-        return self.decode(tokens).mul(255.0).round().to(torch.uint8)
+        return self.decode(tokens, check_range).mul(255.0).round().to(torch.uint8)
 
 
 class TokenizerObjective(nn.Module):

@@ -75,10 +75,15 @@ def world_model(args: Args, precision: str) -> tuple[WorldModel, str]:
     return WorldModel(Tokenizer(tok), DynamicsModel(dyn), args.device, precision), "untrained cpu preset"
 
 
-def variant_model(wm: WorldModel, changes: dict, precision: str) -> WorldModel:
-    """`wm`'s tokenizer with a fresh dynamics model of `wm`'s config changed by `changes`."""
-    cfg = dataclasses.replace(wm.dynamics.cfg, **changes)
-    return WorldModel(wm.tokenizer, DynamicsModel(cfg), wm.device, precision)
+def variant_model(wm: WorldModel, changes: dict, precision: str, tokenizer_changes: dict | None = None) -> WorldModel:
+    """`wm`'s tokenizer (or, with `tokenizer_changes`, a fresh one of its config changed so, e.g. a lighter decoder
+    or a coarser grid) with a fresh dynamics model of `wm`'s config changed by `changes` (its token grid
+    following the tokenizer's)."""
+    tokenizer = wm.tokenizer
+    if tokenizer_changes:
+        tokenizer = Tokenizer(dataclasses.replace(wm.tokenizer.cfg, **tokenizer_changes)).to(wm.device).eval()
+    cfg = dataclasses.replace(wm.dynamics.cfg, grid=tokenizer.cfg.grid, **changes)
+    return WorldModel(tokenizer, DynamicsModel(cfg), wm.device, precision)
 
 
 def compiled(wm: WorldModel) -> float:

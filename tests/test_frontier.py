@@ -31,13 +31,17 @@ def test_the_frontier_times_every_configuration_and_reads_its_quality(tiny_world
     shipped = json.dumps({"psnr": {"1": 21.2, "16": 13.5}, "val_return": [4.2, 3.9, 4.5], "source": "test"})
     configs = (("trained", json.dumps({"world_model": str(tiny_world_model), "eval_dynamics": str(dyn),
                                        "agent_eval": str(evals)})),
-               ("lean", json.dumps({"changes": {"kv_heads": 1}})))  # fmt: skip
+               ("lean", json.dumps({"changes": {"kv_heads": 1}})),
+               ("light_decoder", json.dumps({"tokenizer_changes": {"decoder_channels": 8}})))  # fmt: skip
     out = tmp_path / "frontier"
     args = frontier.Args(out=str(out), config=configs, shipped=str(tiny_world_model), shipped_quality=shipped,
                          precision="fp32", seconds=0.05, rounds=2)  # fmt: skip
     result = frontier.main(args)
     rows = {row["name"]: row for row in result["rows"]}
-    assert list(rows) == ["shipped", "trained", "lean"] and rows["shipped"]["ratio_to_shipped"] == 1.0
+    assert list(rows) == ["shipped", "trained", "lean", "light_decoder"] and rows["shipped"]["ratio_to_shipped"] == 1.0
+    light = rows["light_decoder"]
+    assert light["tokenizer_changes"] == {"decoder_channels": 8} and not light["trained"]
+    assert all(row["steps_per_s_64"] == round(max(row["timings"]), 1) for row in rows.values())  # the best round
     assert all(len(row["timings"]) == 2 and row["steps_per_s_64"] > 0 for row in rows.values())
     assert rows["trained"]["psnr_1"] == 21.0 and rows["trained"]["val_return"] == [4.0, 3.5, 4.5]
     assert rows["trained"]["as_good"] is True  # 21.0 >= 21.2 - 0.5 and 4.0 >= the shipped CI's 3.9

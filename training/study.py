@@ -57,10 +57,10 @@ class StudyArgs(HeldOutSplits):
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     world_models_from: str | None = None
-    """take the world models and the real PPO agents (with their evaluations) of this other study's --out,
-    read-only, and train only the dream agents here: a --dream-recipe measured on the same world models
-    without days of tokenizers and dynamics (same preset and seed; not with Dyna, whose frames change the
-    world models' budget)"""
+    """take the world models and the real PPO agents of this other study's --out, read-only, and train only
+    the dream agents here (every agent is evaluated again into this study's records): a --dream-recipe
+    measured on the same world models without days of tokenizers and dynamics (same preset and seed; not
+    with Dyna, whose frames change the world models' budget)"""
     dream_recipe: str = "{}"
     """AgentConfig fields the dream agents change, as JSON: a lever measured by benchmarks/dream_levers.py,
     e.g. '{"entropy_limit": 2.5}'. Dyna's real frames ('{"real_envs": 8}') come out of each budget, so the

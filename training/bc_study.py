@@ -195,8 +195,8 @@ class BCStudy:
         a, out = self.args, self.out / "videos"
         cfg = CollectConfig(out=str(out), frames=a.videos, num_envs=a.video_envs, val_fraction=a.val_fraction,
                             policy=expert if expert in SCRIPTED else f"sb3:{expert}", seed=a.seed,
-                            distribution_mode=a.distribution_mode, resume=(out / "manifest.json").exists(),
-                            progress=False)  # fmt: skip
+                            distribution_mode=a.distribution_mode,
+                            resume=(out / "manifest.json").exists())  # fmt: skip
         collect(cfg, collection_policy(cfg))
         return str(out)
 
@@ -237,7 +237,7 @@ class BCStudy:
         a = self.args
         kind = {"labels": "real"} if labels is None else {"labels": "latent", "lam": lam, "labelled": labels}
         cfg = BCConfig(data=(videos,), features=a.bc_features, steps=a.bc_steps, seed=seed, **kind)
-        return str(train_bc(cfg, self.out / "bc" / f"{side_name(labels)}_seed{seed}", progress=False))
+        return str(train_bc(cfg, self.out / "bc" / f"{side_name(labels)}_seed{seed}"))  # about an hour: a bar
 
     def evaluate(self, agent: str, split: str, exclude: tuple[str, ...], name: str) -> dict[str, Any]:
         """`agent` on one split; the full result kept as OUT/eval/NAME.json."""

@@ -95,7 +95,7 @@ def test_token_entropy_is_each_tokens_predictive_entropy_at_the_pass_that_commit
             torch.testing.assert_close(out.token_entropy, -(logp.exp() * logp).sum(-1).mean(-1))
 
 
-def test_bf16_cached_step_keeps_a_float32_cache_and_matches_the_uncached_forward():
+def test_bf16_cached_step_keeps_float32_keys_and_bf16_values_and_matches_the_uncached_forward():
     m = model()
     tokens, actions = data(t=4)
     masked = torch.full_like(tokens, TINY.mask_id)
@@ -104,7 +104,9 @@ def test_bf16_cached_step_keeps_a_float32_cache_and_matches_the_uncached_forward
         full = m(tokens, masked, actions)
         for t in range(tokens.shape[1]):
             step = m(tokens[:, t : t + 1], masked[:, t : t + 1], actions[:, t : t + 1], cache=cache)
-    assert all(k.dtype == torch.float32 for k in cache.keys)
+    assert all(k.dtype == torch.float32 for k in cache.keys) and all(v.dtype == torch.bfloat16 for v in cache.values)
+    held = sum(t.numel() * t.element_size() for t in cache.keys + cache.values)
+    assert held == m.cache_bytes(tokens.shape[0], "cpu", torch.bfloat16) == m.cache_bytes(tokens.shape[0]) * 3 // 4
     assert torch.allclose(step.logits[:, 0], full.logits[:, -1], atol=0.1)
     assert torch.equal(step.logits[:, 0].argmax(-1), full.logits[:, -1].argmax(-1))
 
@@ -257,6 +259,27 @@ def test_kv_cache_rows_reset_independently():
     outs = torch.cat(outs, 1)
     assert torch.allclose(outs[1:2, 4:], restarted, atol=1e-5)
     assert torch.allclose(outs[0:1], untouched, atol=1e-5)
+
+
+def test_a_kv_cache_row_assigned_from_another_cache_continues_that_caches_sequence():
+    # the ring slot is shared by all rows and advances with the cache's own steps, so a sequence taken over from
+    # a cache made at another step (a new dream's primed context) must be turned to this cache's slots
+    torch.manual_seed(0)
+    cfg = STConfig(dim=32, depth=2, heads=2, tokens=5, temporal_pos="rope", window=3, max_frames=8)
+    st = STTransformer(cfg).eval()
+    x, y = torch.randn(2, 6, 5, 32), torch.randn(1, 5, 5, 32)
+    with torch.no_grad():
+        cache = st.new_cache(2)
+        for i in range(4):  # 4 steps: the next slot is 1
+            st(x[:, i : i + 1], cache=cache)
+        primed = st.new_cache(1)
+        for i in range(2):  # 2 steps: the next slot is 2
+            st(y[:, i : i + 1], cache=primed)
+        cache.assign(torch.tensor([1]), primed)
+        outs = torch.cat([st(torch.cat([x[:1, i + 4 : i + 5], y[:, i + 2 : i + 3]]), cache=cache) for i in range(2)], 1)
+        expected = torch.cat([st(x[:1, :6])[:, 4:], st(y[:, :4])[:, 2:]])  # each row's own sequence, uncached
+    assert cache.steps == 6 and cache.frames.tolist() == [6, 4]
+    torch.testing.assert_close(outs, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_dreamed_inputs_keep_each_rows_real_prefix_and_then_follow_the_models_greedy_predictions():

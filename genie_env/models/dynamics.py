@@ -40,7 +40,7 @@ from torch import nn
 from genie_env.games import COIN_REWARD, NUM_ACTIONS
 from genie_env.models.common import StepResult
 from genie_env.models.rewards import check_support, two_hot
-from genie_env.models.st_transformer import KVCache, STConfig, STTransformer
+from genie_env.models.st_transformer import KVCache, STConfig, STTransformer, cache_dtypes
 
 ActionMode = Literal["token", "add"]
 ACTION_MODES: tuple[str, ...] = get_args(ActionMode)
@@ -286,13 +286,14 @@ class DynamicsModel(nn.Module):
         return prev
 
     # ------------------------------------------------------------------------- sampling
-    def cache_bytes(self, batch: int) -> int:
-        """Memory the KV cache of `batch` dreams takes (keys and values of every temporal block, float32: what
-        CPU keeps)."""
+    def cache_bytes(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> int:
+        """Memory the KV cache of `batch` dreams computed in `dtype` on `device` takes (keys and values of every
+        temporal block, in the dtypes `cache_dtypes` keeps)."""
         st = self.st.cfg
         blocks = sum(st.has_temporal(i) for i in range(st.depth))
         kv_width = (st.kv_heads or st.heads) * (st.dim // st.heads)
-        return 2 * blocks * st.tokens * st.window * kv_width * 4 * batch
+        per_element = sum(t.itemsize for t in cache_dtypes(device, dtype))
+        return blocks * st.tokens * st.window * kv_width * per_element * batch
 
     def new_cache(self, batch: int) -> KVCache:
         """An empty KV cache for `batch` sequences (sliding window of `context_frames`), for `observe` and `step`."""

@@ -127,19 +127,25 @@ def window_mask(t: int, window: int, device) -> torch.Tensor:
     return allowed & (j > i - window) if window else allowed
 
 
-def cache_dtype(k: torch.Tensor) -> torch.dtype:
-    """The dtype the KV cache keeps (and attends in, with `matmul_attention`): float32 on CPU, which does not
-    round the attention scores (its speed against bf16 depends on the head size: the README's "Kernel
-    choices"), the computing dtype elsewhere."""
-    return torch.float32 if k.device.type == "cpu" else k.dtype
+def cache_dtypes(device: torch.device | str, dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
+    """The dtypes the KV cache keeps its keys and its values in (and attends in, with `matmul_attention`).
+
+    On CPU the keys stay float32, which does not round the attention scores (a bf16 matmul rounds its output),
+    and the values take the computing dtype: under bf16 autocast that halves the bytes the probabilities-times-
+    values matmul reads, the cache's largest cost at 64 envs and more (the README's "Kernel choices"), and the
+    attended values are rounded to bf16 afterwards anyway. Elsewhere both take the computing dtype."""
+    return (torch.float32, dtype) if torch.device(device).type == "cpu" else (dtype, dtype)
 
 
 class KVCache:
     """Temporal keys/values of the last `window` frames of each batch element, for every block.
 
-    Ring buffers (B*S, H, W, d). Each batch element b (an environment) has its own frame count
-    `frames[b]`, which is both its rotary position and its ring slot, and can be reset alone, so a
-    batch of environments can start new episodes at different steps.
+    Ring buffers (B*S, H, W, d). All rows write the same slot at a step (`steps % window`: one strided copy,
+    not a scatter), and each batch element b (an environment) has its own frame count `frames[b]`: its
+    rotary position, and how many of the slots before the current one are its own. So a batch of
+    environments can start new episodes at different steps (`reset` one row), and attention, which does
+    not depend on the order of its keys (their positions are rotated in when written), sees exactly each
+    row's last frames.
     """
 
     def __init__(self, depth: int, window: int, batch: int, spatial: int) -> None:
@@ -147,6 +153,7 @@ class KVCache:
         self.keys: list[torch.Tensor | None] = [None] * depth
         self.values: list[torch.Tensor | None] = [None] * depth
         self.frames = torch.zeros(batch, dtype=torch.long)
+        self.steps = 0  # frames stored since the cache was made: this step writes slot steps % window
 
     def positions(self) -> torch.Tensor:
         """Rotary position of the next frame of each row (B*S, 1)."""
@@ -159,21 +166,19 @@ class KVCache:
         if n != len(self.frames) * self.spatial:
             raise ValueError(f"cache holds {len(self.frames)} sequences of {self.spatial} tokens, got {n} rows")
         if self.keys[block] is None:
-            dtype = cache_dtype(k)
-            self.keys[block] = k.new_zeros(n, h, self.window, d, dtype=dtype)
-            self.values[block] = v.new_zeros(n, h, self.window, d, dtype=dtype)
+            key_dtype, value_dtype = cache_dtypes(k.device, k.dtype)
+            self.keys[block] = k.new_zeros(n, h, self.window, d, dtype=key_dtype)
+            self.values[block] = v.new_zeros(n, h, self.window, d, dtype=value_dtype)
         self.frames = self.frames.to(k.device)
         keys, values = self.keys[block], self.values[block]
-        # row r, head j writes slot frames % window: flat index (r * h + j) * window + slot of (N*H*W, d)
-        slots = (self.frames % self.window).repeat_interleave(self.spatial)
-        flat = ((torch.arange(n, device=k.device) * h)[:, None] + torch.arange(h, device=k.device)) * self.window
-        flat = (flat + slots[:, None]).flatten()
-        keys.view(-1, d).index_copy_(0, flat, k.reshape(n * h, d).to(keys.dtype))
-        values.view(-1, d).index_copy_(0, flat, v.reshape(n * h, d).to(values.dtype))
-        # always masked (all True once a row's window is full: the same result), so no branch depends on the
-        # data and torch.compile traces the step in one graph
-        filled = (self.frames + 1).clamp(max=self.window)
-        valid = torch.arange(self.window, device=k.device)[None] < filled[:, None]  # (B, W)
+        slot = self.steps % self.window
+        keys[:, :, slot] = k[:, :, 0]
+        values[:, :, slot] = v[:, :, 0]
+        # slot j was written (slot - j) % window steps ago: a row's own iff that is under its frames (this one
+        # included). Always masked (all True once a row's window is full: the same result), so no branch
+        # depends on the data and torch.compile traces the step in one graph.
+        age = (slot - torch.arange(self.window, device=k.device)) % self.window
+        valid = age[None] < (self.frames + 1).clamp(max=self.window)[:, None]  # (B, W)
         mask = valid.repeat_interleave(self.spatial, 0)[:, None, None]  # (B*S, 1, 1, W)
         # the query heads of each key/value head stacked as its queries: (B*S, Hkv, group, d) against the
         # window's (B*S, Hkv, W, d), so no key or value is copied per query head
@@ -185,10 +190,13 @@ class KVCache:
     def advance(self) -> None:
         """Every batch element has stored one more frame."""
         self.frames = self.frames + 1
+        self.steps += 1
 
     def assign(self, rows: torch.Tensor, other: KVCache) -> None:
-        """Overwrite batch elements `rows` (indices) with the sequences of `other` (one per row)."""
+        """Overwrite batch elements `rows` (indices) with the sequences of `other` (one per row), their
+        slots turned to this cache's step."""
         index = (rows[:, None] * self.spatial + torch.arange(self.spatial)).flatten()
+        shift = (self.steps - other.steps) % self.window
         for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
             for i, t in enumerate(theirs):
                 if t is None:
@@ -196,7 +204,7 @@ class KVCache:
                 if mine[i] is None:
                     n = len(self.frames) * self.spatial
                     mine[i] = t.new_zeros(n, *t.shape[1:])
-                mine[i][index.to(t.device)] = t.to(mine[i].dtype)
+                mine[i][index.to(t.device)] = t.roll(shift, 2).to(mine[i].dtype) if shift else t.to(mine[i].dtype)
         self.frames = self.frames.clone()
         self.frames[rows.to(self.frames.device)] = other.frames.to(self.frames.device)
 

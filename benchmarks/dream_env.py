@@ -1,15 +1,17 @@
 """Speed of the batched dream env: steps/s for N = 1, 16, 64, 256 (decoding included), MFU, and
 per-step time over a long episode (flat thanks to the sliding-window KV cache); then, in the same run,
-steps/s at 64 envs in every precision beside the default's, and of architecture variants.
+steps/s in every precision beside the default's (fp32, bf16, int8: at 64 envs and --precision-sizes, the
+best of --rounds interleaved rounds), and of architecture variants.
 
     python benchmarks/dream_env.py [--world-model DIR] [--precision auto] [--device cpu] [--compile] \
-        [--variant lean '{"temporal_every": 4, "kv_heads": 1}' ...]
+        [--precision-sizes 64 256] [--rounds 3] [--variant lean '{"temporal_every": 4, "kv_heads": 1}' ...]
 
 Without --world-model it uses the shipped model if there is one, else fresh `cpu`-preset weights
 (speed does not depend on the weights; the JSON says which). It prints one JSON object: the CPU, the
 measured matmul peaks (fp32, bf16, int8), the precision `auto` resolved to, `steps_per_s` and `mfu`
 keyed by N, `steps_per_s_64_by_precision` with each one's ratio to the fastest (the default should be
-within 10% of it), `step_time_ratio_900_10`, the real env's steps/s, and per `--variant` (DynamicsConfig
+within 10% of it), `steps_per_s_by_precision` keyed by N with each one's ratio to the default,
+`step_time_ratio_900_10`, the real env's steps/s, and per `--variant` (DynamicsConfig
 fields changed, fresh weights, the same tokenizer) its steps/s at 64 envs as a ratio to the model's.
 Absolute speeds differ between machines of one kind: compare ratios from one run.
 """
@@ -49,9 +51,13 @@ class Args:
     world_model: str | None = None
     """world-model directory (default: the shipped model, else untrained cpu-preset weights)"""
     precision: str = "auto"
-    """inference precision of the detailed figures: auto (what the dream envs default to), fp32 or bf16"""
-    precisions: tuple[str, ...] = ("fp32", "bf16")
-    """precisions also timed at 64 envs, beside the default's"""
+    """inference precision of the detailed figures: auto (what the dream envs default to), fp32, bf16 or int8"""
+    precisions: tuple[str, ...] = ("fp32", "bf16", "int8")
+    """precisions also timed at 64 envs, beside the default's (int8: compiled at its first step, not timed)"""
+    precision_sizes: tuple[int, ...] = (64,)
+    """numbers of envs at which every precision is timed (64 always)"""
+    rounds: int = 3
+    """interleaved rounds of the precision timings (the best is reported: interference only slows a timing down)"""
     variant: Annotated[tuple[tuple[str, str], ...], tyro.conf.UseAppendAction] = ()
     """architecture variants to time at 64 envs: NAME and the DynamicsConfig fields it changes as JSON, e.g.
     lean '{"temporal_every": 4, "kv_heads": 1}' (fresh weights: speed does not depend on them)"""
@@ -101,9 +107,13 @@ def compiled(wm: WorldModel) -> float:
 
 
 def steps_per_second_64(wm: WorldModel, contexts: ContextSource, seconds: float, device: str) -> float:
-    venv = GenieCoinRunVectorEnv(64, wm, context=contexts, max_episode_steps=10**6)
+    return steps_per_second_n(wm, 64, contexts, seconds, device)
+
+
+def steps_per_second_n(wm: WorldModel, n: int, contexts: ContextSource, seconds: float, device: str) -> float:
+    venv = GenieCoinRunVectorEnv(n, wm, context=contexts, max_episode_steps=10**6)
     venv.reset(seed=0)
-    return round(steps_per_second(venv, 64, seconds, device), 1)
+    return round(steps_per_second(venv, n, seconds, device), 1)
 
 
 def steps_per_second(venv, n: int, seconds: float, device: str) -> float:
@@ -144,13 +154,18 @@ def main(args: Args) -> dict:
         venv.step(np.zeros(64, np.int64))
         if t in range(10, 15) or t in range(args.long_episode, args.long_episode + 5):
             times.setdefault("late" if t >= args.long_episode else "early", []).append(time.perf_counter() - start)
-    by_precision = {default: sps[64] if 64 in sps else steps_per_second_64(wm, contexts, args.seconds, args.device)}
+    models = {default: wm}
     for precision in args.precisions:
-        if precision not in by_precision:
-            other, _ = world_model(args, precision)
+        if precision not in models:
+            models[precision], _ = world_model(args, precision)
             if args.compile:
-                compiled(other)
-            by_precision[precision] = steps_per_second_64(other, contexts, args.seconds, args.device)
+                compiled(models[precision])
+    timings = {(n, p): [] for n in sorted({64, *args.precision_sizes}) for p in models}
+    for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits every precision alike
+        for n, precision in timings:
+            timings[n, precision].append(steps_per_second_n(models[precision], n, contexts, args.seconds, args.device))
+    by_size = {n: {p: max(timings[n, p]) for p in models} for n, _ in timings}
+    by_precision = by_size[64]
     fastest = max(by_precision.values())
     variants = {}
     for name, text in args.variant:
@@ -185,6 +200,11 @@ def main(args: Args) -> dict:
             name: {"steps_per_s": value, "ratio_to_fastest": round(value / fastest, 3)}
             for name, value in by_precision.items()
         },
+        "steps_per_s_by_precision": {
+            n: {p: {"steps_per_s": v, "ratio_to_default": round(v / row[default], 3)} for p, v in row.items()}
+            for n, row in by_size.items()
+        },
+        "precision_rounds": args.rounds,
         "default_within_10pct_of_fastest": by_precision[default] >= 0.9 * fastest,
         "variants": variants,
         "gflop_per_step_64": {

@@ -38,3 +38,9 @@ def fast_bf16(device: str) -> bool:
     if str(device).startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def fast_int8(device: str) -> bool:
+    """Whether int8 matmuls are fast on `device`: a CPU with int8 dot-product instructions (AVX512-VNNI,
+    AVX-VNNI or AMX); without them they are slower than fp32 (README, "Cheaper arithmetic")."""
+    return not str(device).startswith("cuda") and bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})

@@ -8,7 +8,9 @@ out = wm.rollout(context_frames, actions)         # -> Rollout(frames, rewards, 
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Literal, NamedTuple, get_args
 import numpy as np
 import torch
 
-from genie_env._compat import fast_bf16
+from genie_env._compat import fast_bf16, fast_int8
 from genie_env._io import atomic_write_json, read_json
 from genie_env.checkpoint import CheckpointError, export_checkpoint, read_config, resolve_checkpoint
 from genie_env.data.context import ContextSource
@@ -30,17 +32,27 @@ from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["fp32", "bf16", "int8", "auto"]
 """the precision dreams run in: fp32, bf16 autocast (faster on CPUs with AVX512-BF16 or AMX, and on GPUs;
-emulated and several times slower on other CPUs), or auto (bf16 where it is fast, fp32 elsewhere)"""
+emulated and several times slower on other CPUs), int8 (CPU only: the dynamics model's Linear layers in
+int8, `models.int8`, compiled at the first step; fast on CPUs with VNNI or AMX, the rest as auto), or auto
+(bf16 where it is fast, fp32 elsewhere)"""
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """fp32 or bf16 for `precision` on `device` ("auto": bf16 where bf16 is fast, `_compat.fast_bf16`)."""
+    """fp32, bf16 or int8 for `precision` on `device` ("auto": bf16 where bf16 is fast, `_compat.fast_bf16`).
+    ValueError for int8 off the CPU; a warning for int8 on a CPU without int8 dot products, where it is slow."""
     if precision not in get_args(Precision):
         raise ValueError(f"unknown precision {precision!r}: use one of {get_args(Precision)}")
+    kind = str(torch.device(device).type)
     if precision == "auto":
-        return "bf16" if fast_bf16(str(torch.device(device).type)) else "fp32"
+        return "bf16" if fast_bf16(kind) else "fp32"
+    if precision == "int8":
+        if kind != "cpu":
+            raise ValueError(f"precision 'int8' is for CPUs (int8 matmuls through torch._int_mm); on {kind} use bf16")
+        if not fast_int8(kind):
+            warnings.warn("precision 'int8' on a CPU without VNNI or AMX: int8 matmuls are slower than fp32 here",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
     return precision
 
 
@@ -114,7 +126,8 @@ class WorldModel:
     """A tokenizer and a dynamics model that belong together (same token grid and vocabulary), of `game`.
 
     `precision="bf16"` runs both under bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs); "auto"
-    (the default) picks bf16 where it is fast and fp32 elsewhere (`resolve_precision`).
+    (the default) picks bf16 where it is fast and fp32 elsewhere (`resolve_precision`); "int8" runs a copy
+    of `dynamics` with int8 Linear layers (`models.int8.quantize_linears`), everything else as "auto".
     """
 
     def __init__(self, tokenizer: Tokenizer, dynamics: DynamicsModel, device: str | torch.device = "cpu",
@@ -129,7 +142,15 @@ class WorldModel:
         precision = resolve_precision(precision, self.device)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).eval()
+        if precision == "int8":
+            from genie_env.models.int8 import quantize_linears
+
+            self.dynamics = copy.deepcopy(self.dynamics)  # the caller's model stays as it was
+            quantize_linears(self.dynamics)
         self.precision = precision
+        # the dtype everything but int8 matmuls computes in
+        floating = resolve_precision("auto", self.device) if precision == "int8" else precision
+        self.compute_dtype = torch.bfloat16 if floating == "bf16" else torch.float32
         self.game = game
         self.action_map: np.ndarray | None = None  # real action -> latent action (`read_action_map`)
 
@@ -157,7 +178,7 @@ class WorldModel:
 
     def autocast(self):
         """The autocast context inference runs under."""
-        if self.precision == "bf16":
+        if self.compute_dtype == torch.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 

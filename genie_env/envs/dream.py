@@ -151,8 +151,7 @@ class DreamBatch:
         self.action_map = None if action_map is None else torch.as_tensor(action_map, dtype=torch.long)
         self.set_sampling(steps, temperature)
         dyn = wm.dynamics
-        compute = torch.bfloat16 if wm.precision == "bf16" else torch.float32
-        _warn_if_too_big(dyn.cache_bytes(num, wm.device, compute), num)
+        _warn_if_too_big(dyn.cache_bytes(num, wm.device, wm.compute_dtype), num)
         self.cache = dyn.new_cache(num)
         self.prev = torch.zeros(num, dyn.cfg.tokens, dtype=torch.long, device=wm.device)
         self.frames = np.zeros((num, *FRAME_SHAPE), np.uint8)

@@ -1,13 +1,13 @@
 """Are bf16 dreams as faithful as fp32 ones? The same held-out windows dreamed in both precisions.
 
-    python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16]
+    python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16] [--int8]
 
 From `--windows` windows of the val split of frame dataset `--data` (drawn with `--seed` from the
 non-overlapping windows of its episodes), the world model dreams `--horizon` frames after one real
-context frame under the real actions, greedily, once in fp32 and once under bf16 autocast. Prints
-JSON: PSNR against the real frames at every horizon for both precisions and for copy-last-frame (each
-from the MSE over all windows), the PSNR of the bf16 dream against the fp32 one, the share of frames
-the two dream identically, and the wall time of each (bf16 is emulated, so slow, on CPUs without
+context frame under the real actions, greedily, once in fp32 and once under bf16 autocast (and with
+--int8 once in int8). Prints JSON: PSNR against the real frames at every horizon for each precision and
+for copy-last-frame (each from the MSE over all windows), the PSNR of the bf16 (and int8) dream against
+the fp32 one, the share of frames they dream identically, and the wall time of each (bf16 is emulated, so slow, on CPUs without
 AVX512-BF16 or AMX: compare speeds with dream_env.py).
 """
 
@@ -60,28 +60,33 @@ def window_parser(doc: str, horizon: int) -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = window_parser(__doc__, horizon=16).parse_args()
+    parser = window_parser(__doc__, horizon=16)
+    parser.add_argument("--int8", action="store_true", help="also dream in int8 (models.int8; CPUs with VNNI or AMX)")
+    args = parser.parse_args()
     frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
     real = torch.from_numpy(frames[:, 1:])
     dreams, result = {}, {"windows": args.windows, "horizon": args.horizon, "data": args.data, "psnr": {}}
-    for precision in ("fp32", "bf16"):
+    precisions = ("fp32", "bf16", "int8") if args.int8 else ("fp32", "bf16")
+    for precision in precisions:
         wm = load_world_model(args.world_model, "cpu", precision)
         start = time.perf_counter()
         out = wm.rollout(frames[:, :1], actions)
         result[f"{precision}_wall_s"] = round(time.perf_counter() - start, 2)
         dreams[precision] = out.frames
     copy = np.repeat(frames[:, :1], args.horizon, 1)
-    for name, pred in (("fp32", dreams["fp32"]), ("bf16", dreams["bf16"]), ("copy_last_frame", copy)):
+    for name, pred in (*dreams.items(), ("copy_last_frame", copy)):
         errs = [FrameErrors() for _ in range(args.horizon)]
         for h in range(args.horizon):
             errs[h].update(torch.from_numpy(pred[:, h]), real[:, h])
         result["psnr"][name] = {h + 1: round(errs[h].psnr, 3) for h in range(args.horizon)}
-    between = [FrameErrors() for _ in range(args.horizon)]
-    for h in range(args.horizon):
-        between[h].update(torch.from_numpy(dreams["bf16"][:, h]), torch.from_numpy(dreams["fp32"][:, h]))
-    result["bf16_vs_fp32_psnr"] = {h + 1: round(between[h].psnr, 3) for h in range(args.horizon)}
-    same = (dreams["fp32"] == dreams["bf16"]).all(axis=(2, 3, 4))
-    result["identical_frames"] = {h + 1: round(float(same[:, h].mean()), 4) for h in range(args.horizon)}
+    for precision in precisions[1:]:
+        between = [FrameErrors() for _ in range(args.horizon)]
+        for h in range(args.horizon):
+            between[h].update(torch.from_numpy(dreams[precision][:, h]), torch.from_numpy(dreams["fp32"][:, h]))
+        result[f"{precision}_vs_fp32_psnr"] = {h + 1: round(between[h].psnr, 3) for h in range(args.horizon)}
+        same = (dreams["fp32"] == dreams[precision]).all(axis=(2, 3, 4))
+        key = "identical_frames" if precision == "bf16" else f"{precision}_identical_frames"
+        result[key] = {h + 1: round(float(same[:, h].mean()), 4) for h in range(args.horizon)}
     print(json.dumps(result, indent=1))
 
 

@@ -7,8 +7,8 @@ non-overlapping windows of its episodes), the world model dreams `--horizon` fra
 context frame under the real actions, greedily, once in fp32 and once under bf16 autocast (and with
 --int8 once in int8). Prints JSON: PSNR against the real frames at every horizon for each precision and
 for copy-last-frame (each from the MSE over all windows), the PSNR of the bf16 (and int8) dream against
-the fp32 one, the share of frames they dream identically, and the wall time of each (bf16 is emulated, so slow, on CPUs without
-AVX512-BF16 or AMX: compare speeds with dream_env.py).
+the fp32 one, the share of frames they dream identically, and the wall time of each (bf16 is emulated,
+so slow, on CPUs without AVX512-BF16 or AMX: compare speeds with dream_env.py).
 """
 
 from __future__ import annotations

@@ -285,22 +285,32 @@ def test_dream_dropout_is_on_while_dreaming_and_off_everywhere_else(tiny_world_m
     assert load_dynamics(tmp_path / "dyn").cfg.dropout == 0.3
     model_dir = package_world_model(tiny_tokenizer_run, tmp_path / "dyn", tiny_dataset, tmp_path / "wm", num_contexts=8)
 
-    def dream(dropout: bool, seed: int = 0) -> np.ndarray:
+    def dream(dropout: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The frames dreamed and the coin and end probabilities the model gave at every step."""
         cfg = AgentConfig(env="dream", world_model=str(model_dir), num_envs=4, n_steps=32, batch_size=64, horizon=8,
                           precision="fp32", dream_dropout=dropout)  # fmt: skip
         env = make_vec_env(cfg)
         env.seed(seed)
         env.reset()
         torch.manual_seed(seed)
-        frames = [env.step(np.full(4, 3, np.int64))[0] for _ in range(3)]
+        frames, probs = [], []
+        for _ in range(3):
+            obs, _, _, infos = env.step(np.full(4, 3, np.int64))
+            frames.append(obs)
+            probs.append([[info["reward_prob"], info["termination_prob"]] for info in infos])
         drops = [m.training for m in env.venv.venv.dream.wm.dynamics.modules() if isinstance(m, torch.nn.Dropout)]
         assert drops and all(d == dropout for d in drops)  # on in the dream with the flag, off without
-        return np.stack(frames)
+        return np.stack(frames), np.array(probs)
 
-    np.testing.assert_array_equal(dream(False), dream(False))  # off: the dream is the model's one future
-    on = [dream(True, seed=0), dream(True, seed=0)]
-    np.testing.assert_array_equal(on[0], on[1])  # reproducible under the training seed
-    assert not np.array_equal(on[0], dream(False))  # but another simulator than the plain dream
+    off = dream(False)
+    for a, b in zip(off, dream(False)):
+        np.testing.assert_array_equal(a, b)  # off: the dream is the model's one future
+    on, again = dream(True, seed=0), dream(True, seed=0)
+    for a, b in zip(on, again):
+        np.testing.assert_array_equal(a, b)  # reproducible under the training seed
+    # but another simulator than the plain dream: the model's probabilities move with the dropped units (the tiny
+    # model's greedy frames may not, and whether they do depends on the CPU's rounding)
+    assert np.abs(on[1] - off[1]).max() > 1e-6
     # off wherever the model is loaded to be measured (eval-dynamics, play, GenieCoinRun-v0)
     assert not any(m.training for m in load_world_model(model_dir).dynamics.modules())
     with pytest.raises(ValueError, match="trained without dropout .*--model.dropout"):

@@ -138,7 +138,9 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path)
 
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 6
-    assert one == pytest.approx(two, rel=1e-4, abs=1e-6)
+    # the same losses up to float32 summation order (the all-reduce averages in another order; AVX512 kernels round
+    # differently from AVX2 ones: 1.3e-4 relative seen at step 4 on one)
+    assert one == pytest.approx(two, rel=1e-3, abs=1e-6)
     assert one[-1] < one[0]
 
 

@@ -80,3 +80,44 @@ def test_int8_is_refused_off_the_cpu():
         resolve_precision("int8", "cuda")
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("int4", "cpu")
+
+
+def test_int8_dreams_keep_fp32s_tokens_repeat_under_a_seed_and_batched_equals_single(tiny_world_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        wm = load_world_model(str(tiny_world_model), "cpu", "int8")
+    fp32 = load_world_model(str(tiny_world_model), "cpu", "fp32")
+    with np.load(tiny_world_model / "contexts.npz") as z:
+        context = fp32.encode(z["frames"][:3, -1:]).flatten(2)  # (3, 1, S) tokens of real frames
+    actions = torch.tensor([[1, 4, 7, 7], [2, 2, 8, 5], [0, 3, 3, 1]])
+    none = torch.zeros(3, 0, dtype=torch.long)
+
+    def dream(model, rows=slice(None), seed=None, temperature=0.0):
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        with torch.no_grad(), model.autocast():
+            out = model.dynamics.rollout(context[rows], none[rows], actions[rows], 2, temperature, gen)
+        return torch.stack([o.tokens for o in out], 1)
+
+    greedy = dream(wm)
+    agreement = (greedy == dream(fp32)).float().mean().item()
+    assert agreement >= 0.8, f"int8 greedy tokens agree with fp32's on only {agreement:.0%}"
+    sampled = dream(wm, seed=5, temperature=1.0)
+    assert torch.equal(sampled, dream(wm, seed=5, temperature=1.0))  # exact under a seed
+    assert not torch.equal(sampled, dream(wm, seed=6, temperature=1.0))
+    singles = torch.cat([dream(wm, slice(i, i + 1)) for i in range(3)])
+    assert torch.equal(greedy, singles)  # each dream's int8 rounding is its own rows' alone
+
+
+def test_int8_warns_without_int8_dot_products_and_computes_the_rest_as_auto_would(monkeypatch, tiny_world_model):
+    from genie_env import _compat
+
+    monkeypatch.setattr(_compat, "cpu_flags", lambda: {"avx2", "avx512f"})  # neither VNNI nor native bf16
+    with pytest.warns(RuntimeWarning, match="without VNNI or AMX"):
+        assert resolve_precision("int8", "cpu") == "int8"
+    with pytest.warns(RuntimeWarning):
+        assert load_world_model(str(tiny_world_model), "cpu", "int8").compute_dtype == torch.float32
+    monkeypatch.setattr(_compat, "cpu_flags", lambda: {"avx512_vnni", "avx512_bf16"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_world_model(str(tiny_world_model), "cpu", "int8").compute_dtype == torch.bfloat16
+    assert not [w for w in caught if "VNNI" in str(w.message)]

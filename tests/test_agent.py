@@ -318,3 +318,24 @@ def test_dream_dropout_is_on_while_dreaming_and_off_everywhere_else(tiny_world_m
                                  batch_size=64, horizon=8, precision="fp32", dream_dropout=True))  # fmt: skip
     with pytest.raises(ValueError, match="--dream-dropout is for dreams"):
         AgentConfig(env="real", dream_dropout=True)
+
+
+def test_a_saved_agent_plays_in_bf16_where_bf16_is_fast_and_in_fp32_elsewhere(monkeypatch):
+    from genie_env import _compat
+    from genie_env.agents.policies import SB3Policy
+    from genie_env.world_model import DEFAULT_AGENT
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    first = np.ones(4, bool)
+    for flags, autocast in (({"avx2", "avx512f"}, False), ({"avx512_bf16"}, True)):
+        monkeypatch.setattr(_compat, "cpu_flags", lambda flags=flags: flags)
+        policy = SB3Policy(str(DEFAULT_AGENT), 4, seed=3)
+        seen = []
+        policy.model.policy.features_extractor.register_forward_hook(
+            lambda *_: seen.append(torch.is_autocast_enabled("cpu")))  # fmt: skip
+        actions = policy.act(frames, first)
+        assert seen == [autocast] and actions.shape == (4,) and ((0 <= actions) & (actions < 15)).all()
+        assert np.array_equal(actions, SB3Policy(str(DEFAULT_AGENT), 4, seed=3).act(frames, first))  # seeded
+    assert SB3Policy(str(DEFAULT_AGENT), 4, precision="fp32").bf16 is False
+    with pytest.raises(ValueError, match="unknown policy precision 'int8'"):
+        SB3Policy(str(DEFAULT_AGENT), 4, precision="int8")

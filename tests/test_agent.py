@@ -332,7 +332,7 @@ def test_a_saved_agent_plays_in_bf16_where_bf16_is_fast_and_in_fp32_elsewhere(mo
         policy = SB3Policy(str(DEFAULT_AGENT), 4, seed=3)
         seen = []
         policy.model.policy.features_extractor.register_forward_hook(
-            lambda *_: seen.append(torch.is_autocast_enabled("cpu")))  # fmt: skip
+            lambda *_, seen=seen: seen.append(torch.is_autocast_enabled("cpu")))  # fmt: skip
         actions = policy.act(frames, first)
         assert seen == [autocast] and actions.shape == (4,) and ((0 <= actions) & (actions < 15)).all()
         assert np.array_equal(actions, SB3Policy(str(DEFAULT_AGENT), 4, seed=3).act(frames, first))  # seeded

@@ -98,7 +98,8 @@ class AgentConfig:
     coin probability; end at probability >= 0.5), threshold (the likeliest reward and the end where their
     probability is >= 0.5) or sample (draws)"""
     precision: Precision = "fp32"
-    """dream inference precision: fp32, or bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without)"""
+    """dream inference precision: fp32, bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without), int8 (the
+    dynamics' Linear layers in int8: CPUs with VNNI or AMX, compiled at the first step) or auto (bf16 where fast)"""
     temperature: float = 0.0
     """dream sampling temperature of the predicted tokens: 0 takes the likeliest (one deterministic future per
     start and actions); > 0 draws each dream's future, so every episode is a slightly different simulator"""

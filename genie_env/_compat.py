@@ -42,5 +42,5 @@ def fast_bf16(device: str) -> bool:
 
 def fast_int8(device: str) -> bool:
     """Whether int8 matmuls are fast on `device`: a CPU with int8 dot-product instructions (AVX512-VNNI,
-    AVX-VNNI or AMX); without them they are slower than fp32 (README, "Cheaper arithmetic")."""
+    AVX-VNNI or AMX); without them they are slower than fp32 (the README's "int8 and `torch.compile`")."""
     return not str(device).startswith("cuda") and bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})

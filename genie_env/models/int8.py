@@ -5,7 +5,7 @@ scale per output channel, activations rounded to int8 at every call with one sca
 symmetric), the product taken by `torch._int_mm` in int32, then scaled back and the bias added in float32.
 The rounding, the matmul and the rescaling run as one `torch.compile`d function (inductor's C++ backend,
 compiled once per process for every shape): run eagerly, the extra passes over the activations cost more
-than the int8 matmul saves (README, "Cheaper arithmetic"). That is also why this is not torchao's
+than the int8 matmul saves (the README's "int8 and `torch.compile`"). That is also why this is not torchao's
 `Int8DynamicActivationInt8WeightConfig`: the same scheme, but slower than bf16 in our dream step whether
 each Linear or the whole model is compiled (measured in the README).
 

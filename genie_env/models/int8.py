@@ -6,8 +6,8 @@ symmetric), the product taken by `torch._int_mm` in int32, then scaled back and 
 The rounding, the matmul and the rescaling run as one `torch.compile`d function (inductor's C++ backend,
 compiled once per process for every shape): run eagerly, the extra passes over the activations cost more
 than the int8 matmul saves (the README's "int8 and `torch.compile`"). That is also why this is not torchao's
-`Int8DynamicActivationInt8WeightConfig`: the same scheme, but slower than bf16 in our dream step whether
-each Linear or the whole model is compiled (measured in the README).
+`Int8DynamicActivationInt8WeightConfig`: the same scheme, but with each Linear compiled it made our dream
+step slower than bf16, and compiling the whole step does not pay (both measured in the README).
 
 Inference only: `Int8Linear` holds no parameters and has no gradient.
 """

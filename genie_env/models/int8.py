@@ -57,12 +57,13 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Int8Linear expects {self.in_features} input features, got shape {tuple(x.shape)}")
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        kind = x.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         rows = x.reshape(-1, self.in_features).to(dtype)
         if rows.shape[0] == 0:
             return rows.new_zeros(*x.shape[:-1], self.out_features)
         kernel, pieces = _compiled_kernel(), -(-len(rows) // CHUNK_ROWS)
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(kind, enabled=False):
             chunks = [kernel(c, self.weight, self.scale, self.bias) for c in rows.tensor_split(pieces)]
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return out.reshape(*x.shape[:-1], self.out_features)

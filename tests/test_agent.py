@@ -339,3 +339,54 @@ def test_a_saved_agent_plays_in_bf16_where_bf16_is_fast_and_in_fp32_elsewhere(mo
     assert SB3Policy(str(DEFAULT_AGENT), 4, precision="fp32").bf16 is False
     with pytest.raises(ValueError, match="unknown policy precision 'int8'"):
         SB3Policy(str(DEFAULT_AGENT), 4, precision="int8")
+
+
+def test_the_agents_cnn_runs_in_bf16_autocast_only_when_asked_and_its_features_stay_float32():
+    from stable_baselines3 import PPO
+
+    from genie_env.agents.networks import autocast_features
+
+    env = make_vec_env(AgentConfig(env="real", features="impala", **SMALL))
+    model = PPO("CnnPolicy", env, policy_kwargs={"features_extractor_class": ImpalaCNN}, n_steps=32, batch_size=64)
+    net = model.policy.features_extractor
+    frames = torch.rand(6, 3, 64, 64)
+    inner = []
+    net.cnn.register_forward_hook(lambda _m, _i, out: inner.append(out.dtype))
+    with torch.no_grad():
+        fp32 = net(frames)
+        autocast_features(model.policy, "bf16")
+        bf16 = net(frames)
+        autocast_features(model.policy, "fp32")
+        again = net(frames)
+    assert inner == [torch.float32, torch.bfloat16, torch.float32]  # the convolutions ran in bf16 only when asked
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # what the fp32 heads get
+    assert torch.allclose(bf16, fp32, atol=0.05 * fp32.abs().max().item())
+    assert torch.equal(again, fp32)  # fp32 puts the plain forward back
+    env.close()
+
+
+def test_agents_train_in_bf16_autocast_where_bf16_is_fast_and_save_fp32_weights(tmp_path, monkeypatch):
+    from genie_env import _compat
+    from genie_env.agents import train
+    from genie_env.agents.networks import resolve_train_precision
+
+    seen = []
+
+    def watched(policy, precision):
+        policy.features_extractor.cnn.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        autocast_features(policy, precision)
+
+    autocast_features = train.autocast_features
+    monkeypatch.setattr(train, "autocast_features", watched)
+    for flags, dtype, name in (({"avx512f"}, torch.float32, "fp32"), ({"avx512_bf16"}, torch.bfloat16, "bf16")):
+        monkeypatch.setattr(_compat, "cpu_flags", lambda flags=flags: flags)
+        seen.clear()
+        train_agent(AgentConfig(env="real", **{**SMALL, "steps": 128}), tmp_path / name, progress=False)
+        assert seen and set(seen) == {dtype}  # rollouts and updates alike
+        assert json.loads((tmp_path / name / "config.json").read_text())["train_precision"] == name
+        saved = load_agent(tmp_path / name / "agent.zip")
+        assert {p.dtype for p in saved.policy.parameters()} == {torch.float32}
+        assert resolve_train_precision("auto", "cpu") == name
+    assert resolve_train_precision("fp32", "cpu") == "fp32"  # asked for: whatever the CPU
+    with pytest.raises(ValueError, match="--train-precision"):
+        AgentConfig(train_precision="fp16")

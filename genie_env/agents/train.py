@@ -26,7 +26,13 @@ from genie_env._compat import import_gym_quietly
 from genie_env._io import DirLock, atomic_path, atomic_write_json
 from genie_env.agents.curriculum import PLRCallback, PrioritizedContexts
 from genie_env.agents.evaluate import DEFAULT_EVAL_NUM_LEVELS, DEFAULT_EVAL_START_LEVEL
-from genie_env.agents.networks import Features, policy_kwargs
+from genie_env.agents.networks import (
+    Features,
+    TrainPrecision,
+    autocast_features,
+    policy_kwargs,
+    resolve_train_precision,
+)
 from genie_env.agents.policies import load_agent, sb3_class
 from genie_env.checkpoint import config_from_dict, resume_mismatches
 from genie_env.data.context import ResetFrom
@@ -51,7 +57,16 @@ Algo = Literal["ppo", "a2c"]
 AGENT_FORMAT_VERSION = 1
 PLR_STATE = "plr.json"  # RUN/checkpoints/: the start curriculum's scores (`PrioritizedContexts.state`)
 # fields a resumed run may change: they say how long, how watched and on what hardware, not what is learned
-RESUMABLE_CHANGES = {"steps", "max_minutes", "checkpoint_every", "eval_every", "eval_episodes", "precision", "device"}
+RESUMABLE_CHANGES = {
+    "steps",
+    "max_minutes",
+    "checkpoint_every",
+    "eval_every",
+    "eval_episodes",
+    "precision",
+    "train_precision",
+    "device",
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,9 @@ class AgentConfig:
     precision: Precision = "fp32"
     """dream inference precision: fp32, bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without), int8 (the
     dynamics' Linear layers in int8: CPUs with VNNI or AMX, compiled at the first step) or auto (bf16 where fast)"""
+    train_precision: TrainPrecision = "auto"
+    """the agent's CNN while it trains (rollouts and updates): bf16 autocast (weights, heads and losses stay
+    fp32; 2.2x faster PPO minibatches on AVX512-BF16 cores), fp32, or auto (bf16 where bf16 is fast)"""
     temperature: float = 0.0
     """dream sampling temperature of the predicted tokens: 0 takes the likeliest (one deterministic future per
     start and actions); > 0 draws each dream's future, so every episode is a slightly different simulator"""
@@ -159,6 +177,7 @@ class AgentConfig:
         for flag, value, kind in (("env", self.env, TrainEnv), ("features", self.features, Features),
                                   ("reset-from", self.reset_from, ResetFrom), ("events", self.events, Events),
                                   ("precision", self.precision, Precision),
+                                  ("train-precision", self.train_precision, TrainPrecision),
                                   ("start-curriculum", self.start_curriculum, StartCurriculum)):  # fmt: skip
             if value not in get_args(kind):
                 raise ValueError(f"unknown --{flag} {value!r}: use one of {get_args(kind)}")
@@ -462,6 +481,7 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
     else:
         run.mkdir(parents=True, exist_ok=True)
         model = build_algorithm(cfg, env, str(run / "tb"))
+    autocast_features(model.policy, resolve_train_precision(cfg.train_precision, cfg.device))
     done_before = model.num_timesteps
     sampler, plr_state = env.context_sampler, run / "checkpoints" / PLR_STATE
     if resume and sampler is not None and plr_state.exists():
@@ -499,4 +519,5 @@ def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, w
     atomic_write_json(run / "config.json", {
         "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
         "real_frames": real_frames, "dream_frames": steps_done - real, "wall_s": wall_s,
+        "train_precision": resolve_train_precision(cfg.train_precision, cfg.device),
     })  # fmt: skip

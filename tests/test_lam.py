@@ -334,7 +334,10 @@ def test_behaviour_cloning_from_latent_and_from_real_labels_end_to_end(tiny_data
     tiny = dict(data=(str(tiny_dataset),), steps=3, batch_size=8, features="nature")
     lam_bc = train_bc(BCConfig(labels="latent", lam=str(lam_run), labelled=50, **tiny), tmp_path / "lam_bc",
                       progress=False)  # fmt: skip
-    oracle = train_bc(BCConfig(labels="real", **tiny), tmp_path / "oracle", progress=False)
+    oracle = train_bc(BCConfig(labels="real", train_precision="bf16", **tiny), tmp_path / "oracle", progress=False)
+    assert json.loads((tmp_path / "oracle" / "config.json").read_text())["train_precision"] == "bf16"
+    with pytest.raises(ValueError, match="--train-precision 'fp16'"):
+        BCConfig(labels="real", train_precision="fp16", **tiny)
     for path in (lam_bc, oracle):
         actions, _ = PPO.load(path, device="cpu").predict(np.zeros((3, 64, 64, 3), np.uint8))
         assert actions.shape == (3,) and ((0 <= actions) & (actions < 15)).all()

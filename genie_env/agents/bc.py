@@ -33,7 +33,7 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from genie_env._io import DirLock, atomic_write_json
-from genie_env.agents.networks import Features
+from genie_env.agents.networks import Features, TrainPrecision, autocast_features, resolve_train_precision
 from genie_env.agents.train import AGENT_FORMAT_VERSION, AgentConfig, build_algorithm, save_agent_atomic
 from genie_env.checkpoint import read_config, resolve_checkpoint, weights_sha256
 from genie_env.data.dataset import episode_bounds
@@ -72,8 +72,12 @@ class BCConfig:
     """seed of the labelled draw, the batches and the network"""
     device: str = "cpu"
     """torch device"""
+    train_precision: TrainPrecision = "auto"
+    """the policy's CNN while it learns: bf16 autocast (weights and loss stay fp32), fp32, or auto (bf16 where
+    bf16 is fast)"""
 
     def __post_init__(self) -> None:
+        resolve_train_precision(self.train_precision, self.device)  # an unknown name fails now
         if isinstance(self.data, str):
             object.__setattr__(self, "data", (self.data,))
         if not self.data:
@@ -219,6 +223,7 @@ def _train_bc(cfg: BCConfig, run: Path, progress: bool) -> Path:
                             batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device)  # fmt: skip
     model = build_algorithm(agent_cfg, _SpacesOnly(), tensorboard_log=None)
     policy = model.policy
+    autocast_features(policy, resolve_train_precision(cfg.train_precision, cfg.device))
     optim = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     bar = tqdm(range(cfg.steps), desc="behaviour cloning", unit="step", disable=not progress)
     policy.set_training_mode(True)
@@ -241,6 +246,7 @@ def _train_bc(cfg: BCConfig, run: Path, progress: bool) -> Path:
         "steps_done": cfg.steps, "real_frames": frames, "dream_frames": 0,
         "real_action_labels": frames if cfg.labels == "real" else cfg.labelled, **record,
         "val_accuracy": accuracy, "wall_s": round(time.time() - start, 1),
+        "train_precision": resolve_train_precision(cfg.train_precision, cfg.device),
     })  # fmt: skip
     logger.info("BC (%s labels): validation accuracy %.3f against the real actions", cfg.labels, accuracy)
     return path

@@ -223,7 +223,8 @@ def _train_bc(cfg: BCConfig, run: Path, progress: bool) -> Path:
                             batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device)  # fmt: skip
     model = build_algorithm(agent_cfg, _SpacesOnly(), tensorboard_log=None)
     policy = model.policy
-    autocast_features(policy, resolve_train_precision(cfg.train_precision, cfg.device))
+    precision = resolve_train_precision(cfg.train_precision, cfg.device)
+    autocast_features(policy, precision)
     optim = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     bar = tqdm(range(cfg.steps), desc="behaviour cloning", unit="step", disable=not progress)
     policy.set_training_mode(True)
@@ -246,7 +247,7 @@ def _train_bc(cfg: BCConfig, run: Path, progress: bool) -> Path:
         "steps_done": cfg.steps, "real_frames": frames, "dream_frames": 0,
         "real_action_labels": frames if cfg.labels == "real" else cfg.labelled, **record,
         "val_accuracy": accuracy, "wall_s": round(time.time() - start, 1),
-        "train_precision": resolve_train_precision(cfg.train_precision, cfg.device),
+        "train_precision": precision,
     })  # fmt: skip
     logger.info("BC (%s labels): validation accuracy %.3f against the real actions", cfg.labels, accuracy)
     return path

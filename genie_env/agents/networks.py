@@ -72,10 +72,11 @@ def policy_kwargs(features: str) -> dict:
     return {"features_extractor_class": ImpalaCNN} if features == "impala" else {}
 
 
-def resolve_train_precision(precision: str, device: str) -> str:
-    """fp32 or bf16 for `precision` (`TrainPrecision`) on `device`; ValueError for an unknown name."""
+def resolve_train_precision(precision: str, device: str, what: str = "--train-precision") -> str:
+    """fp32 or bf16 for `precision` (`TrainPrecision`) on `device`; ValueError naming `what` for an unknown
+    name."""
     if precision not in get_args(TrainPrecision):
-        raise ValueError(f"unknown --train-precision {precision!r}: use one of {get_args(TrainPrecision)}")
+        raise ValueError(f"unknown {what} {precision!r}: use one of {get_args(TrainPrecision)}")
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
     return precision

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genie_env._compat import fast_bf16, import_gym_quietly
+from genie_env._compat import import_gym_quietly
 from genie_env._io import read_json
 from genie_env.data.collect import CollectConfig
 from genie_env.games import DEFAULT_GAME, NUM_ACTIONS, Policy
@@ -98,28 +98,24 @@ class StickyPolicy(RandomPolicy):
         self.prev = np.asarray(state["prev"], np.int64)
 
 
-POLICY_PRECISIONS = ("auto", "fp32", "bf16")
-"""what a saved agent's network runs in when it plays: auto is bf16 autocast on CPUs with AVX512-BF16 or AMX
-(1.38x faster for 64 frames of the shipped agent there, action probabilities within 0.003 of fp32's), fp32
-elsewhere"""
-
-
 class SB3Policy:
     """A saved Stable-Baselines3 model (`sb3:PATH` or `sb3:ALGO:PATH`, ALGO one of ppo, a2c, dqn).
 
     Actions are sampled (not argmax) from the policy; torch's RNG is seeded and saved for resume. The network
-    runs in `precision` (`POLICY_PRECISIONS`).
+    runs in `precision` (`networks.TrainPrecision`: auto is bf16 autocast on CPUs with AVX512-BF16 or AMX, 1.38x
+    faster for 64 frames of the shipped agent there with action probabilities within 0.003 of fp32's, and fp32
+    elsewhere).
     """
 
     def __init__(self, path: str, num_envs: int, seed: int = 0, algo: str = "ppo", precision: str = "auto") -> None:
         import torch
 
-        if precision not in POLICY_PRECISIONS:
-            raise ValueError(f"unknown policy precision {precision!r}: use one of {POLICY_PRECISIONS}")
+        from genie_env.agents.networks import resolve_train_precision
+
+        self.bf16 = resolve_train_precision(precision, "cpu", what="policy precision") == "bf16"
         self.model = load_agent(path, algo)
         self.num_envs = num_envs
         self.torch = torch
-        self.bf16 = precision == "bf16" or (precision == "auto" and fast_bf16("cpu"))
         self.generator_state = torch.Generator().manual_seed(seed).get_state()
 
     def act(self, frames: np.ndarray, first: np.ndarray) -> np.ndarray:

@@ -481,7 +481,8 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
     else:
         run.mkdir(parents=True, exist_ok=True)
         model = build_algorithm(cfg, env, str(run / "tb"))
-    autocast_features(model.policy, resolve_train_precision(cfg.train_precision, cfg.device))
+    precision = resolve_train_precision(cfg.train_precision, cfg.device)
+    autocast_features(model.policy, precision)
     done_before = model.num_timesteps
     sampler, plr_state = env.context_sampler, run / "checkpoints" / PLR_STATE
     if resume and sampler is not None and plr_state.exists():
@@ -502,22 +503,24 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
             log_path=str(run / "eval"), deterministic=False, verbose=0,
         ))  # fmt: skip
     start = time.time()
-    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"))
+    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"), precision)
     model.learn(max(cfg.steps - done_before, 0), callback=CallbackList(callbacks), reset_num_timesteps=not resume,
                 tb_log_name="agent")  # fmt: skip
     book.save()
     path = save_agent_atomic(model, run / "agent.zip")
-    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"))
+    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"), precision)
     env.close()
     return path
 
 
-def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None) -> None:
-    """RUN/config.json: the config, progress, and the real and dreamed frames the agent cost."""
+def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None,
+                  precision: str) -> None:  # fmt: skip
+    """RUN/config.json: the config, progress, the real and dreamed frames the agent cost, and the resolved
+    `precision` its CNN trained in."""
     real = real_steps(cfg, steps_done)  # all of them, or Dyna's real envs
     real_frames = real if cfg.env == "real" else None if world_model_frames is None else world_model_frames + real
     atomic_write_json(run / "config.json", {
         "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
         "real_frames": real_frames, "dream_frames": steps_done - real, "wall_s": wall_s,
-        "train_precision": resolve_train_precision(cfg.train_precision, cfg.device),
+        "train_precision": precision,
     })  # fmt: skip

@@ -30,7 +30,7 @@ def test_train_agent_in_the_dream_writes_a_loadable_agent_and_its_bookkeeping(ti
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     wm_levels = json.loads((tiny_world_model / "levels.json").read_text())
     assert record["dream_frames"] == 256 and record["real_frames"] == wm_levels["frames"] > 0
-    assert record["config"]["env"] == "dream"
+    assert record["config"]["env"] == "dream" and record["dream_precision"] == "fp32"
     levels = json.loads((tmp_path / "run" / "levels.json").read_text())["level_seeds"]
     assert levels == wm_levels["level_seeds"]
     assert (tmp_path / "run" / "checkpoints" / "latest.zip").exists()
@@ -383,10 +383,12 @@ def test_agents_train_in_bf16_autocast_where_bf16_is_fast_and_save_fp32_weights(
         seen.clear()
         train_agent(AgentConfig(env="real", **{**SMALL, "steps": 128}), tmp_path / name, progress=False)
         assert seen and set(seen) == {dtype}  # rollouts and updates alike
-        assert json.loads((tmp_path / name / "config.json").read_text())["train_precision"] == name
+        record = json.loads((tmp_path / name / "config.json").read_text())
+        assert record["train_precision"] == name and record["dream_precision"] is None  # the real game
         saved = load_agent(tmp_path / name / "agent.zip")
         assert {p.dtype for p in saved.policy.parameters()} == {torch.float32}
         assert resolve_train_precision("auto", "cpu") == name
     assert resolve_train_precision("fp32", "cpu") == "fp32"  # asked for: whatever the CPU
     with pytest.raises(ValueError, match="--train-precision"):
         AgentConfig(train_precision="fp16")
+    assert AgentConfig().precision == "auto"  # dreams too are fast by default (bf16 where bf16 is fast)

@@ -41,7 +41,7 @@ from genie_env.envs.sb3 import ConcatVecEnv, SB3VecEnv
 from genie_env.envs.user import real_vector_env
 from genie_env.games import DEFAULT_GAME, DistributionMode, LevelConfig, check_any_game, is_user_game
 from genie_env.user_game import parse_env_kwargs
-from genie_env.world_model import AGENT_CONTEXTS, DEFAULT_MODEL_DIR, Precision, shipped_model_dir
+from genie_env.world_model import AGENT_CONTEXTS, DEFAULT_MODEL_DIR, Precision, resolve_precision, shipped_model_dir
 
 import_gym_quietly()
 from stable_baselines3.common.base_class import BaseAlgorithm  # noqa: E402
@@ -112,9 +112,10 @@ class AgentConfig:
     """dream rewards and ends: expected (the mean of the predicted reward distribution, for CoinRun 10 x the
     coin probability; end at probability >= 0.5), threshold (the likeliest reward and the end where their
     probability is >= 0.5) or sample (draws)"""
-    precision: Precision = "fp32"
-    """dream inference precision: fp32, bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without), int8 (the
-    dynamics' Linear layers in int8: CPUs with VNNI or AMX, compiled at the first step) or auto (bf16 where fast)"""
+    precision: Precision = "auto"
+    """dream inference precision: auto (bf16 where bf16 is fast, fp32 elsewhere: what the dream envs default to),
+    fp32, bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without) or int8 (the dynamics' Linear layers in
+    int8: CPUs with VNNI or AMX, compiled at the first step)"""
     train_precision: TrainPrecision = "auto"
     """the agent's CNN while it trains (rollouts and updates): bf16 autocast (weights, heads and losses stay
     fp32; 2.2x faster PPO minibatches on AVX512-BF16 cores), fp32, or auto (bf16 where bf16 is fast)"""
@@ -481,8 +482,11 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
     else:
         run.mkdir(parents=True, exist_ok=True)
         model = build_algorithm(cfg, env, str(run / "tb"))
-    precision = resolve_train_precision(cfg.train_precision, cfg.device)
-    autocast_features(model.policy, precision)
+    resolved = {
+        "train_precision": resolve_train_precision(cfg.train_precision, cfg.device),
+        "dream_precision": resolve_precision(cfg.precision, cfg.device) if cfg.env == "dream" else None,
+    }
+    autocast_features(model.policy, resolved["train_precision"])
     done_before = model.num_timesteps
     sampler, plr_state = env.context_sampler, run / "checkpoints" / PLR_STATE
     if resume and sampler is not None and plr_state.exists():
@@ -503,24 +507,25 @@ def _train_agent(cfg: AgentConfig, run: Path, resume: bool, progress: bool) -> P
             log_path=str(run / "eval"), deterministic=False, verbose=0,
         ))  # fmt: skip
     start = time.time()
-    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"), precision)
+    _write_config(run, cfg, model.num_timesteps, previous, behind.get("frames"), resolved)
     model.learn(max(cfg.steps - done_before, 0), callback=CallbackList(callbacks), reset_num_timesteps=not resume,
                 tb_log_name="agent")  # fmt: skip
     book.save()
     path = save_agent_atomic(model, run / "agent.zip")
-    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"), precision)
+    _write_config(run, cfg, model.num_timesteps, previous + time.time() - start, behind.get("frames"), resolved)
     env.close()
     return path
 
 
 def _write_config(run: Path, cfg: AgentConfig, steps_done: int, wall_s: float, world_model_frames: int | None,
-                  precision: str) -> None:  # fmt: skip
-    """RUN/config.json: the config, progress, the real and dreamed frames the agent cost, and the resolved
-    `precision` its CNN trained in."""
+                  resolved: dict[str, str | None]) -> None:  # fmt: skip
+    """RUN/config.json: the config, progress, the real and dreamed frames the agent cost, and the `resolved`
+    precisions that ran ("auto" made concrete): `train_precision` (the CNN) and `dream_precision` (None for
+    the real game)."""
     real = real_steps(cfg, steps_done)  # all of them, or Dyna's real envs
     real_frames = real if cfg.env == "real" else None if world_model_frames is None else world_model_frames + real
     atomic_write_json(run / "config.json", {
         "format_version": AGENT_FORMAT_VERSION, "kind": "agent", "config": asdict(cfg), "steps_done": steps_done,
         "real_frames": real_frames, "dream_frames": steps_done - real, "wall_s": wall_s,
-        "train_precision": precision,
+        **resolved,
     })  # fmt: skip

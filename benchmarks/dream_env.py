@@ -11,8 +11,10 @@ Without --world-model it uses the shipped model if there is one, else fresh `cpu
 measured matmul peaks (fp32, bf16, int8), the precision `auto` resolved to, `steps_per_s` and `mfu`
 keyed by N, `steps_per_s_64_by_precision` with each one's ratio to the fastest (the default should be
 within 10% of it), `steps_per_s_by_precision` keyed by N with each one's ratio to the default,
-`step_time_ratio_900_10`, the real env's steps/s, and per `--variant` (DynamicsConfig
-fields changed, fresh weights, the same tokenizer) its steps/s at 64 envs as a ratio to the model's.
+`layers_alone_64` (the step's Linear and convolution layers replayed alone: their share of the step's
+time and FLOPs, and the MFU they reach, the step's ceiling), `step_time_ratio_900_10`, the real env's
+steps/s, and per `--variant` (DynamicsConfig fields changed, fresh weights, the same tokenizer) its
+steps/s at 64 envs as a ratio to the model's.
 Absolute speeds differ between machines of one kind: compare ratios from one run.
 """
 
@@ -31,12 +33,13 @@ import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import count_flops, machine, matmul_peak_flops, sync  # noqa: E402
+from common import count_flops, machine, matmul_peak_flops, sync, time_per_call  # noqa: E402
 
 from genie_env.data.context import ContextSource  # noqa: E402
 from genie_env.envs.dream import GenieCoinRunVectorEnv  # noqa: E402
 from genie_env.envs.real import ProcgenCoinRunVectorEnv  # noqa: E402
 from genie_env.models.dynamics import DynamicsModel  # noqa: E402
+from genie_env.models.int8 import Int8Linear  # noqa: E402
 from genie_env.models.tokenizer import Tokenizer  # noqa: E402
 from genie_env.presets import dynamics_preset, tokenizer_preset  # noqa: E402
 from genie_env.world_model import DEFAULT_MODEL_DIR, WorldModel, load_world_model, resolve_precision  # noqa: E402
@@ -128,6 +131,31 @@ def steps_per_second(venv, n: int, seconds: float, device: str) -> float:
     return steps * n / (time.perf_counter() - start)
 
 
+def layers_alone(wm: WorldModel, venv: GenieCoinRunVectorEnv, device: str, peak: float) -> dict:
+    """Where the step's MFU goes: its Linear and convolution layers (dynamics and decoder, nearly all of its
+    FLOPs), each replayed alone on the inputs it saw in one step of `venv`, against the whole step. What the
+    layers alone reach is the step's MFU ceiling; the rest of the step is the small memory-bound ops between
+    them (attention, norms, activations, rotary, casts) and Python."""
+    layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, Int8Linear)
+    calls: list[tuple[torch.nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, i, _o: calls.append((m, i[0].detach().clone())))
+             for model in (wm.dynamics, wm.tokenizer) for m in model.modules() if isinstance(m, layers)]  # fmt: skip
+    n = venv.num_envs
+    venv.step(np.zeros(n, np.int64))
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad(), wm.autocast():
+        layer_s = sum(time_per_call(lambda m=m, x=x: m(x), device, min_seconds=0.05) for m, x in calls)
+        layer_flops = sum(count_flops(lambda m=m, x=x: m(x)) for m, x in calls)
+    step_s = time_per_call(lambda: venv.step(np.zeros(n, np.int64)), device, min_seconds=2.0)
+    return {
+        "envs": n, "step_ms": round(step_s * 1e3, 2), "layers_ms": round(layer_s * 1e3, 2),
+        "layers_share_of_time": round(layer_s / step_s, 3),
+        "layers_share_of_flops": round(layer_flops / count_flops(lambda: venv.step(np.zeros(n, np.int64))), 3),
+        "mfu_layers_alone": round(layer_flops / layer_s / peak, 4),
+    }  # fmt: skip
+
+
 def main(args: Args) -> dict:
     default = resolve_precision(args.precision, args.device)
     wm, weights = world_model(args, default)
@@ -148,6 +176,7 @@ def main(args: Args) -> dict:
     grid = wm.tokenizer.cfg.grid
     step_flops = count_flops(lambda: venv.step(np.zeros(64, np.int64)))
     decode_flops = count_flops(lambda: wm.decode(torch.zeros(64, 1, grid, grid, dtype=torch.long, device=args.device)))
+    floor = layers_alone(wm, venv, args.device, peak)
     times = {}
     for t in range(1, args.long_episode + 6):
         start = time.perf_counter()
@@ -212,6 +241,7 @@ def main(args: Args) -> dict:
             "decode": round(decode_flops / 1e9, 2),
             "dynamics": round((step_flops - decode_flops) / 1e9, 2),
         },
+        "layers_alone_64": floor,
         "step_time_ms_10": round(1000 * float(np.median(times["early"])), 2),
         "step_time_ms_900": round(1000 * float(np.median(times["late"])), 2),
         "step_time_ratio_900_10": round(float(np.median(times["late"]) / np.median(times["early"])), 3),

@@ -103,6 +103,34 @@ def test_batched_dreams_equal_single_dreams_with_autoresets(tiny_world_model):
     assert resets >= n  # every env went through an autoreset (max_episode_steps=5)
 
 
+@pytest.mark.parametrize("events", ["expected", "sample"])
+def test_a_batch_stepped_in_chunks_dreams_what_one_call_dreams(tiny_world_model, monkeypatch, events):
+    """On CPU a big batch is stepped in chunks of `CPU_CHUNK` dreams (faster: their activations stay in the
+    caches); 5 dreams in chunks of 2 (the last one short) sample the same tokens, rewards (up to float
+    rounding) and ends as in one call, through autoresets, and each chunk keeps its own KV cache."""
+    from genie_env.envs import dream
+
+    def make():
+        return GenieCoinRunVectorEnv(5, world_model=str(tiny_world_model), precision="fp32", sampling=SAMPLING,
+                                     events=events, max_episode_steps=4, uncertainty_penalty=0.1)  # fmt: skip
+
+    whole = make()
+    monkeypatch.setattr(dream, "CPU_CHUNK", 2)
+    chunked = make()
+    assert len(whole.dream.caches) == 1 and [len(c.frames) for c in chunked.dream.caches] == [2, 2, 1]
+    first, _ = whole.reset(seed=3)
+    assert close(first, chunked.reset(seed=3)[0])
+    actions = np.random.default_rng(0).integers(0, 15, (9, 5))
+    for t in range(9):
+        a, b = whole.step(actions[t]), chunked.step(actions[t])
+        assert torch.equal(whole.dream.prev, chunked.dream.prev), f"step {t}: the dreams differ"
+        assert close(a[0], b[0]) and np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])  # ends alike
+        assert np.allclose(a[1], b[1], atol=1e-5)  # rewards: float rounding differs with the batch's size
+        assert np.allclose(a[4]["token_entropy"], b[4]["token_entropy"], atol=1e-5)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        dream.DreamBatch(whole.world_model, whole.dream.source, 2, chunk=-1)
+
+
 def test_sb3_ppo_runs_on_the_batched_dream_env(tiny_world_model):
     from stable_baselines3 import PPO
 

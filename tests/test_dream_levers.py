@@ -9,7 +9,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import genie_env
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dream_levers.py"
 
@@ -81,3 +84,35 @@ def test_dream_uncertainty_compares_teacher_forced_dreamed_and_agent_driven_entr
     top = result["max_entropy_nats"]
     assert all(0 < r[k] < top for r in rows for k in ("entropy_teacher_forced", "entropy_dreamed", "entropy_agent"))
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["benchmark"] == "dream_uncertainty"
+
+
+def _gap():
+    spec = importlib.util.spec_from_file_location("dream_gap", SCRIPT.parent / "dream_gap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dream_gap_plays_each_agent_from_the_same_real_states_in_both_worlds(tiny_world_model, tiny_agent, tmp_path):
+    gap = _gap()
+    argv = ["--agent", str(tiny_agent), "--agent", str(tiny_agent), "--world-model", str(tiny_world_model),
+            "--states", "6", "--batch", "4", "--horizon", "3", "--max-warmup", "5", "--precision", "fp32",
+            "--out", str(tmp_path / "gap.json")]  # fmt: skip
+    args = gap.parse_args(argv)
+    states, frames = gap.reach_states(args, 4, seed=0)
+    wm = genie_env.load_world_model(tiny_world_model, precision="fp32")
+    # dream i starts from state i's frame (as the world model sees it), not a random context
+    venv = gap.GenieProcgenVectorEnv(4, world_model=wm, context=gap.ContextSource(frames[:, None]))
+    venv.set_context_sampler(gap._InOrder(4))
+    assert np.array_equal(venv.reset(seed=0)[0], wm.decode(wm.encode(frames[:, None]))[:, 0])
+    real, coins = gap.play_real(args, str(tiny_agent), states, seed=0)
+    assert np.array_equal(real, gap.play_real(args, str(tiny_agent), states, seed=0)[0])  # states restore exactly
+    assert real.shape == coins.shape == (4,)
+    result = gap.main(argv)
+    assert json.loads((tmp_path / "gap.json").read_text()) == json.loads(json.dumps(result))
+    one = result["agents"][str(tiny_agent)]  # both --agent entries are the same file: one record
+    assert result["states"] == 6 and len(result["agents"]) == 1
+    assert one["gap"]["mean"] == pytest.approx(one["dream_return"]["mean"] - one["real_return"]["mean"], abs=1e-3)
+    assert all(0.0 <= one[k] <= 1.0 for k in ("real_coin_rate", "dream_coin_rate", "dreamed_coin_not_real"))
+    with pytest.raises(SystemExit):
+        gap.parse_args(["--agent", "x", "--states", "0"])

@@ -148,6 +148,27 @@ def test_bad_vector_actions_give_clear_errors():
         venv.step(np.array([0, 15]))
 
 
+def test_saved_states_restore_the_exact_game_and_it_plays_on_the_same():
+    venv = ProcgenCoinRunVectorEnv(num_envs=3, start_level=2_000_000, num_levels=1000)
+    with pytest.raises(RuntimeError, match="reset"):
+        venv.get_states()
+    venv.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        frames, *_, info = venv.step(rng.integers(0, 15, 3))
+    states = venv.get_states()
+    actions = rng.integers(0, 15, (40, 3))
+    played = []
+    for _ in range(2):
+        assert np.array_equal(venv.set_states(states), frames)
+        played.append([venv.step(a) for a in actions])
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(*played))
+    assert not all(np.array_equal(step[0], frames) for step in played[0])  # it did play on
+    assert np.array_equal(played[0][0][4]["level_seed"], info["level_seed"])
+    with pytest.raises(ValueError, match="one state per env"):
+        venv.set_states(states[:2])
+
+
 def test_bad_env_settings_give_clear_errors():
     with pytest.raises(ValueError, match="unknown distribution_mode 'medium'"):
         gymnasium.make("ProcgenCoinRun-v0", distribution_mode="medium")

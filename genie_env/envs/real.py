@@ -258,6 +258,26 @@ class ProcgenVectorEnv(VectorEnv):
         self._obs = obs["rgb"].copy()
         return self._obs.copy(), rew.astype(np.float32), terminated, truncated, info
 
+    def get_states(self) -> list[bytes]:
+        """Every env's exact procgen state (its level, every object, the game's RNG), for `set_states`."""
+        if self._procgen is None:
+            raise RuntimeError("get_states() called before reset(): call reset() first")
+        return list(self._procgen.get_state())
+
+    def set_states(self, states: list[bytes]) -> np.ndarray:
+        """Put env i in the exact procgen state `states[i]` (from `get_states` of this game and difficulty)
+        and return the frames there; the episodes' step counts (for the 1,000-step timeout) start again."""
+        if self._procgen is None:
+            raise RuntimeError("set_states() called before reset(): call reset() first")
+        if len(states) != self.num_envs:
+            raise ValueError(f"set_states needs one state per env ({self.num_envs}), got {len(states)}")
+        self._procgen.set_state(list(states))
+        _, obs, _ = self._procgen.observe()
+        self._obs = obs["rgb"].copy()
+        self._episode_len[:] = 0
+        self._level_seed[:] = [int(i["level_seed"]) for i in self._procgen.get_info()]
+        return self._obs.copy()
+
     def render(self):
         if self.render_mode == "rgb_array":
             return tuple(self._obs.copy())

@@ -1,0 +1,178 @@
+"""Does an agent farm the dream's errors? From the same real states, its H-step return in the real game
+against its H-step return in the dream, for one or more agents (for example checkpoints along one run).
+
+    python benchmarks/dream_gap.py --agent runs/levers/base/seed0/agent.zip [--agent ...] \
+        [--world-model DIR] [--states 512] [--horizon 20] [--out docs/dream_gap.json]
+
+States: `--states` real states on the validation levels (2,000,000 .. 2,000,999 by default, as the levers
+and the study pick on), each reached by playing `--warmup-agent` (default: the first `--agent`) for a
+uniform 0..`--max-warmup` steps from a level start, so they are states that agent visits. Each agent then
+plays `--horizon` steps from every state twice, with sampled actions: in the real game (procgen's state
+restored exactly, `ProcgenVectorEnv.set_states`) and in the dream started from that state's frame (the
+world model's one-frame context, the dream's rewards and ends as its training had them: `--events`). An
+episode that ends inside the horizon stops counting there.
+
+If the dream return rises above the real one as an agent trains longer in the dream, the agent is learning
+the dream's errors, not the game: the gap, not the real return alone, says why longer dreams stop
+teaching. Prints JSON (also `--out`): per agent the mean H-step return in each world with its 95% CI, their
+paired gap (dream - real) with its CI, their per-state correlation, and how often each world pays a coin
+that the other does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genie_env._io import atomic_write_json
+from genie_env.agents.policies import SB3Policy
+from genie_env.data.context import ContextSource
+from genie_env.envs.dream import EVENT_MODES, GenieProcgenVectorEnv
+from genie_env.envs.real import ProcgenVectorEnv
+from genie_env.metrics import bootstrap_ci
+from genie_env.world_model import WorldModel, load_world_model, shipped_model_dir
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", action="append", required=True, help="a saved SB3 agent (.zip); repeatable")
+    p.add_argument("--warmup-agent", default=None, help="the agent whose play reaches the states (default: the first)")
+    p.add_argument("--world-model", default=None, help="world-model directory (default: the shipped one of --game)")
+    p.add_argument("--game", default="coinrun", help="the Procgen game")
+    p.add_argument("--distribution-mode", default="easy", choices=("easy", "hard"), help="difficulty")
+    p.add_argument("--states", type=int, default=512, help="real states the agents start from")
+    p.add_argument("--horizon", type=int, default=20, help="steps played from each state (the dream agents' 20)")
+    p.add_argument("--max-warmup", type=int, default=300, help="most steps played from a level start to a state")
+    p.add_argument("--start-level", type=int, default=2_000_000, help="first level of the range played")
+    p.add_argument("--num-levels", type=int, default=1000, help="levels in that range")
+    p.add_argument("--events", default="expected", choices=EVENT_MODES, help="the dream's rewards and ends")
+    p.add_argument("--precision", default="auto", help="dream precision: auto, fp32, bf16 or int8")
+    p.add_argument("--batch", type=int, default=64, help="states played together")
+    p.add_argument("--seed", type=int, default=0, help="seed of the levels, the warm-up lengths and the actions")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    if args.states < 1 or args.horizon < 1 or args.max_warmup < 0 or args.batch < 1:
+        p.error("--states, --horizon and --batch must be >= 1 and --max-warmup >= 0")
+    return args
+
+
+def reach_states(args: argparse.Namespace, batch: int, seed: int) -> tuple[list[bytes], np.ndarray]:
+    """`batch` real states and their frames uint8 (batch, 64, 64, 3): env i plays the warm-up agent for a
+    uniform 0..--max-warmup steps from a level start (autoresetting, so a state may be in a later level)."""
+    venv = ProcgenVectorEnv(batch, args.distribution_mode, args.start_level, args.num_levels, game=args.game)
+    frames = venv.reset(seed=seed)[0]
+    policy = SB3Policy(args.warmup_agent or args.agent[0], batch, seed)
+    stop = np.random.default_rng(seed).integers(0, args.max_warmup + 1, batch)
+    states: list[bytes] = [b""] * batch
+    out = np.zeros_like(frames)
+    first = np.ones(batch, bool)
+    for t in range(int(stop.max()) + 1):
+        if (here := np.flatnonzero(stop == t)).size:
+            now = venv.get_states()
+            for i in here:
+                states[i], out[i] = now[i], frames[i]
+        if t < stop.max():
+            frames, _, terminated, truncated, _ = venv.step(policy.act(frames, first))
+            first = terminated | truncated
+    venv.close()
+    return states, out
+
+
+def play_real(args: argparse.Namespace, agent: str, states: list[bytes], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """H-step returns float (B,) and whether a coin came bool (B,), in the real game from `states`."""
+    venv = ProcgenVectorEnv(len(states), args.distribution_mode, args.start_level, args.num_levels, game=args.game)
+    venv.reset(seed=seed)
+    frames = venv.set_states(states)
+    returns, coins = _play(agent, len(states), seed, args.horizon, frames, venv.step, lambda rewards, info: rewards > 0)
+    venv.close()
+    return returns, coins
+
+
+def play_dream(
+    args: argparse.Namespace, agent: str, wm: WorldModel, frames: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """H-step returns and dreamed coins (reward probability >= 0.5), in the dream from each state's frame."""
+    venv = GenieProcgenVectorEnv(len(frames), world_model=wm, context=ContextSource(frames[:, None]),
+                                 max_episode_steps=args.horizon + 1, events=args.events, game=args.game)  # fmt: skip
+    venv.set_context_sampler(_InOrder(len(frames)))
+    start = venv.reset(seed=seed)[0]
+    returns, coins = _play(agent, len(frames), seed, args.horizon, start, venv.step,
+                           lambda rewards, info: info["reward_prob"] >= 0.5)  # fmt: skip
+    venv.close()
+    return returns, coins
+
+
+class _InOrder:
+    """A context sampler that starts dream i from context i (later autoresets wrap around, uncounted)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.next = size, 0
+
+    def sample(self, rng: np.random.Generator) -> int:
+        index, self.next = self.next % self.size, self.next + 1
+        return index
+
+
+def _play(agent: str, n: int, seed: int, horizon: int, frames: np.ndarray, step, coin) -> tuple[np.ndarray, np.ndarray]:
+    policy = SB3Policy(agent, n, seed)
+    returns, coins, alive = np.zeros(n), np.zeros(n, bool), np.ones(n, bool)
+    first = np.ones(n, bool)
+    for _ in range(horizon):
+        frames, rewards, terminated, truncated, info = step(policy.act(frames, first))
+        returns += np.where(alive, rewards, 0.0)
+        coins |= alive & coin(rewards, info)
+        first = terminated | truncated
+        alive &= ~first
+    return returns, coins
+
+
+def summarise(real: np.ndarray, dream: np.ndarray, real_coin: np.ndarray, dream_coin: np.ndarray) -> dict[str, Any]:
+    def mean_ci(values: np.ndarray) -> dict[str, Any]:
+        return {"mean": round(float(values.mean()), 4), "ci": [round(v, 4) for v in bootstrap_ci(values)]}
+
+    same = real.std() > 0 and dream.std() > 0
+    return {
+        "real_return": mean_ci(real), "dream_return": mean_ci(dream), "gap": mean_ci(dream - real),
+        "correlation": round(float(np.corrcoef(real, dream)[0, 1]), 4) if same else None,
+        "real_coin_rate": round(float(real_coin.mean()), 4), "dream_coin_rate": round(float(dream_coin.mean()), 4),
+        "dreamed_coin_not_real": round(float((dream_coin & ~real_coin).mean()), 4),
+        "real_coin_not_dreamed": round(float((real_coin & ~dream_coin).mean()), 4),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = time.time()
+    wm = load_world_model(args.world_model or shipped_model_dir(args.game), precision=args.precision)
+    per_agent: dict[str, list[np.ndarray]] = {agent: [[], [], [], []] for agent in args.agent}
+    for b, first in enumerate(range(0, args.states, args.batch)):
+        seed = args.seed + b
+        states, frames = reach_states(args, min(args.batch, args.states - first), seed)
+        for agent, parts in per_agent.items():
+            real, real_coin = play_real(args, agent, states, seed)
+            dream, dream_coin = play_dream(args, agent, wm, frames, seed)
+            for part, values in zip(parts, (real, dream, real_coin, dream_coin)):
+                part.append(values)
+    result = {
+        "benchmark": "dream_gap",
+        "world_model": str(args.world_model or "shipped"),
+        "agents": {agent: summarise(*(np.concatenate(p) for p in parts)) for agent, parts in per_agent.items()},
+        "states": args.states, "horizon": args.horizon, "events": args.events, "precision": wm.precision,
+        "levels": [args.start_level, args.start_level + args.num_levels], "max_warmup": args.max_warmup,
+        "warmup_agent": args.warmup_agent or args.agent[0], "wall_s": round(time.time() - started, 1),
+        "command": "python benchmarks/dream_gap.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }  # fmt: skip
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

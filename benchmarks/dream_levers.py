@@ -13,10 +13,12 @@ model's and the agent's own levels), then resumes to the next. So one run answer
 help?" and "does the dream still teach after ~170k dreamed steps?" (the shipped recipe's return fell from
 there on, MODEL_CARD.md).
 
-Every stage is recorded in OUT/stages.json and skipped when the command runs again, and a killed agent
-resumes from its checkpoint: stop and rerun it as often as needed. Prints JSON (also OUT/levers.json):
-per variant and dream length, each seed's validation return with its 95% CI, the seed mean, and the real
-frames each agent cost (the world model's plus Dyna's). Results are validation figures: the levers that
+Each agent is kept at every length (OUT/VARIANT/seedN/agent_STEPS.zip), so `benchmarks/dream_gap.py`
+can ask of each whether it plays the dream better than the game. Every stage is recorded in
+OUT/stages.json and skipped when the command runs again, and a killed agent resumes from its checkpoint:
+stop and rerun it as often as needed. Prints JSON (also OUT/levers.json): per variant and dream length,
+each seed's validation return with its 95% CI, the seed mean, and the real frames each agent cost (the
+world model's plus Dyna's). Results are validation figures: the levers that
 help are then taken to the study, whose test levels report them.
 """
 
@@ -33,7 +35,7 @@ from genie_env.cli.common import StageRecord, setup_logging
 from genie_env.cli.evaluate import EvaluateArgs
 from genie_env.cli.evaluate import run as evaluate
 
-from genie_env._io import DirLock, atomic_write_json
+from genie_env._io import DirLock, atomic_write_bytes, atomic_write_json
 from genie_env.agents.train import AgentConfig, train_or_resume, with_fields
 from genie_env.world_model import DEFAULT_MODEL_DIR
 
@@ -116,9 +118,17 @@ def trained_and_validated(stages: StageRecord, name: str, cfg: AgentConfig, out:
     """Variant `name`'s agent of `cfg.seed` trained (or resumed) to `cfg.steps`, then its validation result:
     two stages, each skipped when done."""
     run, tag = out / name / f"seed{cfg.seed}", f"{name}/seed{cfg.seed}"
-    stages.stage(f"{tag}/train_{cfg.steps}", lambda: str(train_or_resume(cfg, run)))
+    stages.stage(f"{tag}/train_{cfg.steps}", lambda: str(kept(train_or_resume(cfg, run), cfg.steps)))
     label = f"{name}_seed{cfg.seed}_{cfg.steps}"
     return stages.stage(f"{tag}/val_{cfg.steps}", lambda: validate(run, cfg, label, args.episodes, args.eval_envs))
+
+
+def kept(agent: Path, steps: int) -> Path:
+    """A copy of `agent` beside it as agent_STEPS.zip, which the next, longer stage does not overwrite:
+    one agent file per dream length, for `benchmarks/dream_gap.py` to compare along the run."""
+    copy = agent.with_name(f"agent_{steps}.zip")
+    atomic_write_bytes(copy, agent.read_bytes())
+    return copy
 
 
 def validate(run: Path, cfg: AgentConfig, name: str, episodes: int, num_envs: int) -> dict[str, Any]:

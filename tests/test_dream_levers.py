@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import genie_env
+from genie_env.agents.policies import load_agent
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "dream_levers.py"
 
@@ -44,6 +45,8 @@ def test_levers_train_validate_resume_longer_and_skip_what_is_done(tiny_world_mo
     result = json.loads((out / "eval" / "dyna_seed0_128.json").read_text())
     assert result["start_level"] == 2_000_000 and result["episodes"] == 4 and result["excluded_levels"] > 0
     assert json.loads((out / "dyna" / "seed0" / "config.json").read_text())["steps_done"] == 128
+    for steps in (64, 128):  # kept at each length, for dream_gap.py
+        assert load_agent(out / "dyna" / "seed0" / f"agent_{steps}.zip").num_timesteps == steps
     assert json.loads((out / "levers.json").read_text())["dyna"]["config"]["real_envs"] == 1
     # run again (checkpointing at another cadence, which is not part of the recipe): nothing is trained or
     # evaluated twice

@@ -15,8 +15,10 @@ episode that ends inside the horizon stops counting there.
 If the dream return rises above the real one as an agent trains longer in the dream, the agent is learning
 the dream's errors, not the game: the gap, not the real return alone, says why longer dreams stop
 teaching. Prints JSON (also `--out`): per agent the mean H-step return in each world with its 95% CI, their
-paired gap (dream - real) with its CI, their per-state correlation, and how often each world pays a coin
-that the other does not.
+paired gap (dream - real) with its CI, their per-state correlation, how often each world pays a coin that
+the other does not, and how often each kills the agent (an end without a coin) where the other does not;
+beside them, the same disagreements between two real plays from each state with other action draws (the
+agent's own randomness: the floor below which the dream cannot be judged).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +39,8 @@ from genie_env.envs.dream import EVENT_MODES, GenieProcgenVectorEnv
 from genie_env.envs.real import ProcgenVectorEnv
 from genie_env.metrics import bootstrap_ci
 from genie_env.world_model import WorldModel, load_world_model, shipped_model_dir
+
+AGAIN = 1_000_003  # seed offset of the second real play's action draws
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,28 +88,39 @@ def reach_states(args: argparse.Namespace, batch: int, seed: int) -> tuple[list[
     return states, out
 
 
-def play_real(args: argparse.Namespace, agent: str, states: list[bytes], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """H-step returns float (B,) and whether a coin came bool (B,), in the real game from `states`."""
+class Outcome(NamedTuple):
+    """What B agents' H steps from B states came to: the return float (B,), whether a coin came bool (B,),
+    and whether the episode ended without one (in CoinRun a death: lava, a saw or a fall) bool (B,)."""
+
+    returns: np.ndarray
+    coins: np.ndarray
+    deaths: np.ndarray
+
+    @staticmethod
+    def cat(outcomes: list[Outcome]) -> Outcome:
+        return Outcome(*(np.concatenate(parts) for parts in zip(*outcomes)))
+
+
+def play_real(args: argparse.Namespace, agent: str, states: list[bytes], seed: int) -> Outcome:
+    """The agent's H steps in the real game from `states` (a coin: a positive reward)."""
     venv = ProcgenVectorEnv(len(states), args.distribution_mode, args.start_level, args.num_levels, game=args.game)
     venv.reset(seed=seed)
     frames = venv.set_states(states)
-    returns, coins = _play(agent, len(states), seed, args.horizon, frames, venv.step, lambda rewards, info: rewards > 0)
+    outcome = _play(agent, len(states), seed, args.horizon, frames, venv.step, lambda rewards, info: rewards > 0)
     venv.close()
-    return returns, coins
+    return outcome
 
 
-def play_dream(
-    args: argparse.Namespace, agent: str, wm: WorldModel, frames: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """H-step returns and dreamed coins (reward probability >= 0.5), in the dream from each state's frame."""
+def play_dream(args: argparse.Namespace, agent: str, wm: WorldModel, frames: np.ndarray, seed: int) -> Outcome:
+    """The agent's H steps in the dream from each state's frame (a coin: reward probability >= 0.5)."""
     venv = GenieProcgenVectorEnv(len(frames), world_model=wm, context=ContextSource(frames[:, None]),
                                  max_episode_steps=args.horizon + 1, events=args.events, game=args.game)  # fmt: skip
     venv.set_context_sampler(_InOrder(len(frames)))
     start = venv.reset(seed=seed)[0]
-    returns, coins = _play(agent, len(frames), seed, args.horizon, start, venv.step,
-                           lambda rewards, info: info["reward_prob"] >= 0.5)  # fmt: skip
+    outcome = _play(agent, len(frames), seed, args.horizon, start, venv.step,
+                    lambda rewards, info: info["reward_prob"] >= 0.5)  # fmt: skip
     venv.close()
-    return returns, coins
+    return outcome
 
 
 class _InOrder:
@@ -119,30 +134,45 @@ class _InOrder:
         return index
 
 
-def _play(agent: str, n: int, seed: int, horizon: int, frames: np.ndarray, step, coin) -> tuple[np.ndarray, np.ndarray]:
+def _play(agent: str, n: int, seed: int, horizon: int, frames: np.ndarray, step, coin) -> Outcome:
     policy = SB3Policy(agent, n, seed)
-    returns, coins, alive = np.zeros(n), np.zeros(n, bool), np.ones(n, bool)
+    returns, coins, ended, alive = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool)
     first = np.ones(n, bool)
     for _ in range(horizon):
         frames, rewards, terminated, truncated, info = step(policy.act(frames, first))
         returns += np.where(alive, rewards, 0.0)
         coins |= alive & coin(rewards, info)
+        ended |= alive & terminated
         first = terminated | truncated
         alive &= ~first
-    return returns, coins
+    return Outcome(returns, coins, ended & ~coins)
 
 
-def summarise(real: np.ndarray, dream: np.ndarray, real_coin: np.ndarray, dream_coin: np.ndarray) -> dict[str, Any]:
+def summarise(real: Outcome, dream: Outcome, again: Outcome) -> dict[str, Any]:
+    """The two worlds compared state by state; `again` is the real game played a second time with other
+    action draws: how often two real plays disagree is the floor for the dream's disagreements."""
+
     def mean_ci(values: np.ndarray) -> dict[str, Any]:
         return {"mean": round(float(values.mean()), 4), "ci": [round(v, 4) for v in bootstrap_ci(values)]}
 
-    same = real.std() > 0 and dream.std() > 0
+    def rate(values: np.ndarray) -> float:
+        return round(float(values.mean()), 4)
+
+    varied = real.returns.std() > 0 and dream.returns.std() > 0
     return {
-        "real_return": mean_ci(real), "dream_return": mean_ci(dream), "gap": mean_ci(dream - real),
-        "correlation": round(float(np.corrcoef(real, dream)[0, 1]), 4) if same else None,
-        "real_coin_rate": round(float(real_coin.mean()), 4), "dream_coin_rate": round(float(dream_coin.mean()), 4),
-        "dreamed_coin_not_real": round(float((dream_coin & ~real_coin).mean()), 4),
-        "real_coin_not_dreamed": round(float((real_coin & ~dream_coin).mean()), 4),
+        "real_return": mean_ci(real.returns), "dream_return": mean_ci(dream.returns),
+        "gap": mean_ci(dream.returns - real.returns),
+        "correlation": round(float(np.corrcoef(real.returns, dream.returns)[0, 1]), 4) if varied else None,
+        "real_coin_rate": rate(real.coins), "dream_coin_rate": rate(dream.coins),
+        "dreamed_coin_not_real": rate(dream.coins & ~real.coins),
+        "real_coin_not_dreamed": rate(real.coins & ~dream.coins),
+        "real_death_rate": rate(real.deaths), "dream_death_rate": rate(dream.deaths),
+        "died_real_not_dreamed": rate(real.deaths & ~dream.deaths),
+        "died_dreamed_not_real": rate(dream.deaths & ~real.deaths),
+        "real_again": {
+            "gap": mean_ci(again.returns - real.returns),
+            "coin_not_again": rate(real.coins & ~again.coins), "died_not_again": rate(real.deaths & ~again.deaths),
+        },
     }  # fmt: skip
 
 
@@ -150,19 +180,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.time()
     wm = load_world_model(args.world_model or shipped_model_dir(args.game), precision=args.precision)
-    per_agent: dict[str, list[np.ndarray]] = {agent: [[], [], [], []] for agent in args.agent}
+    per_agent: dict[str, tuple[list[Outcome], ...]] = {agent: ([], [], []) for agent in args.agent}
     for b, first in enumerate(range(0, args.states, args.batch)):
         seed = args.seed + b
         states, frames = reach_states(args, min(args.batch, args.states - first), seed)
-        for agent, parts in per_agent.items():
-            real, real_coin = play_real(args, agent, states, seed)
-            dream, dream_coin = play_dream(args, agent, wm, frames, seed)
-            for part, values in zip(parts, (real, dream, real_coin, dream_coin)):
-                part.append(values)
+        for agent, (real, dream, again) in per_agent.items():
+            real.append(play_real(args, agent, states, seed))
+            dream.append(play_dream(args, agent, wm, frames, seed))
+            again.append(play_real(args, agent, states, seed + AGAIN))
     result = {
         "benchmark": "dream_gap",
         "world_model": str(args.world_model or "shipped"),
-        "agents": {agent: summarise(*(np.concatenate(p) for p in parts)) for agent, parts in per_agent.items()},
+        "agents": {agent: summarise(*map(Outcome.cat, parts)) for agent, parts in per_agent.items()},
         "states": args.states, "horizon": args.horizon, "events": args.events, "precision": wm.precision,
         "levels": [args.start_level, args.start_level + args.num_levels], "max_warmup": args.max_warmup,
         "warmup_agent": args.warmup_agent or args.agent[0], "wall_s": round(time.time() - started, 1),

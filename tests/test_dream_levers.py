@@ -108,14 +108,16 @@ def test_dream_gap_plays_each_agent_from_the_same_real_states_in_both_worlds(tin
     venv = gap.GenieProcgenVectorEnv(4, world_model=wm, context=gap.ContextSource(frames[:, None]))
     venv.set_context_sampler(gap._InOrder(4))
     assert np.array_equal(venv.reset(seed=0)[0], wm.decode(wm.encode(frames[:, None]))[:, 0])
-    real, coins = gap.play_real(args, str(tiny_agent), states, seed=0)
-    assert np.array_equal(real, gap.play_real(args, str(tiny_agent), states, seed=0)[0])  # states restore exactly
-    assert real.shape == coins.shape == (4,)
+    real = gap.play_real(args, str(tiny_agent), states, seed=0)
+    again = gap.play_real(args, str(tiny_agent), states, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(real, again))  # states restore exactly
+    assert real.returns.shape == real.coins.shape == (4,) and not (real.coins & real.deaths).any()
     result = gap.main(argv)
     assert json.loads((tmp_path / "gap.json").read_text()) == json.loads(json.dumps(result))
     one = result["agents"][str(tiny_agent)]  # both --agent entries are the same file: one record
     assert result["states"] == 6 and len(result["agents"]) == 1
     assert one["gap"]["mean"] == pytest.approx(one["dream_return"]["mean"] - one["real_return"]["mean"], abs=1e-3)
-    assert all(0.0 <= one[k] <= 1.0 for k in ("real_coin_rate", "dream_coin_rate", "dreamed_coin_not_real"))
+    rates = ("real_coin_rate", "dream_coin_rate", "dreamed_coin_not_real", "real_death_rate", "died_real_not_dreamed")
+    assert all(0.0 <= one[k] <= 1.0 for k in rates) and 0.0 <= one["real_again"]["died_not_again"] <= 1.0
     with pytest.raises(SystemExit):
         gap.parse_args(["--agent", "x", "--states", "0"])

@@ -139,3 +139,35 @@ def test_data_verify_says_when_a_dataset_is_incomplete(tiny_dataset, tmp_path, c
     write_manifest(copy, dataclasses.replace(read_manifest(copy), complete=False))
     verify(copy)
     assert "INCOMPLETE" in capsys.readouterr().out
+
+
+def test_death_windows_are_oversampled_on_top_of_the_events(tiny_dataset, tmp_path):
+    from genie_env.data.manifest import read_manifest
+
+    train = [i for i, s in enumerate(read_manifest(tiny_dataset).shards) if s.split == "train"][0]
+
+    def die(terminations):  # two deaths (ends without a coin) in the tiny collection, which has none
+        terminations[[10, 30]] = True
+        return terminations
+
+    copy = _copy_with(tiny_dataset, tmp_path, train, "terminations", die)[0]
+    over = {"window": 4, "verify": False}
+    base = WindowDataset(copy, **over)
+    events = WindowDataset(copy, oversample_events=3, **over)
+    both = WindowDataset(copy, oversample_events=3, oversample_deaths=4, **over)
+
+    def kind(ds, i):
+        item = ds[i]
+        ended, rewarded = item["terminations"].numpy(), item["rewards"].numpy() != 0
+        return bool((ended & ~rewarded).any()), bool((ended | rewarded).any())
+
+    labels = [kind(base, i) for i in range(len(base))]
+    deaths, with_events = sum(d for d, _ in labels), sum(e for _, e in labels)
+    assert 2 <= deaths <= 8  # the windows holding step 10 or step 30 (of episodes at least 4 steps long)
+    assert len(events) == len(base) + 2 * with_events
+    assert len(both) == len(events) + 3 * deaths
+    labelled = [kind(both, i) for i in range(len(both))]
+    assert sum(d for d, _ in labelled) == (3 + 3) * deaths  # a death is an event too: 3 copies, then 3 more
+    assert sum(e and not d for d, e in labelled) == 3 * (with_events - deaths)  # other events: as before
+    with pytest.raises(ValueError, match="oversample_deaths must be >= 1"):
+        WindowDataset(tiny_dataset, window=4, oversample_deaths=0)

@@ -54,6 +54,9 @@ class TrainDynamicsArgs:
     """optimisation"""
     oversample_events: int = 8
     """windows holding a reward or termination appear this many times per epoch"""
+    oversample_deaths: int = 1
+    """windows holding a death (a termination without a reward) appear this many times more on top, so the
+    termination head learns where agents die (1 = no more than other events)"""
     self_forcing: float = 0.0
     """probability that a window trains on its own dream: after a real prefix of 1..W-1 frames its
     previous-frame inputs are the model's greedy generations, scored against the real frames and events
@@ -126,14 +129,16 @@ def run(args: TrainDynamicsArgs) -> dict[str, float]:
     seed_everything(args.train.seed)
     window = model_cfg.context_frames
     if joint:
-        dataset = paired_windows(args.tokens, args.frames, window, args.oversample_events)
+        dataset = paired_windows(args.tokens, args.frames, window, args.oversample_events, args.oversample_deaths)
     else:
-        dataset = token_windows(args.tokens, window, args.oversample_events)
+        dataset = token_windows(args.tokens, window, args.oversample_events, args.oversample_deaths)
     teacher = load_teacher(args, manifest.tokenizer) if args.distill_from else None
     support = teacher.cfg.reward_values if teacher else reward_head_support(args, reward_values(dataset), manifest.game)
     model_cfg = dataclasses.replace(model_cfg, reward_values=tuple(support))
     extra = {"tokenizer": manifest.tokenizer, "oversample_events": args.oversample_events, "preset": args.preset,
              "datasets": dataset_identities(args.tokens), "game": manifest.game}  # fmt: skip
+    if args.oversample_deaths > 1:  # recorded only when used, so runs from before the option still resume
+        extra["oversample_deaths"] = args.oversample_deaths
     if joint:
         return train_joint(args, JointConfig(args.lam_model, model_cfg, args.lam_weight), dataset, extra)
     model = DynamicsModel(model_cfg)

@@ -37,6 +37,10 @@ class WindowDataset(Dataset):
 
     `oversample_events` > 1 repeats every window that holds a reward or a termination that many times
     in the index, so the rare events that reward and termination heads learn from are seen more often.
+    `oversample_deaths` > 1 repeats the windows holding a death (a termination without a reward: in
+    CoinRun lava, a saw or a fall, where the coin is a rewarded end) that many times more on top, so the
+    termination head learns where agents die, not only where they win (`benchmarks/dream_gap.py` found
+    dreams that die at the wrong states).
 
     `verify` (the default) checks every shard file against its recorded sha256 (once per file and process)
     and every action and token against its range, so training never runs on a corrupt shard.
@@ -45,9 +49,12 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", window: int = 16, stride: int = 1,
-                 oversample_events: int = 1, verify: bool = True) -> None:  # fmt: skip
+                 oversample_events: int = 1, verify: bool = True, oversample_deaths: int = 1) -> None:  # fmt: skip
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
+        if oversample_events < 1 or oversample_deaths < 1:
+            raise ValueError(f"oversample_events and oversample_deaths must be >= 1, got {oversample_events}, "
+                             f"{oversample_deaths}")  # fmt: skip
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         self.kind = self.manifest.kind
@@ -64,12 +71,18 @@ class WindowDataset(Dataset):
                 check_values(self.shards[-1], self.manifest, f"{self.root} shard {info.name}")
         index = []
         for s, arrays in enumerate(self.shards):
-            events = np.cumsum(np.r_[0, (np.asarray(arrays["rewards"]) != 0) | np.asarray(arrays["terminations"])])
+            rewarded, ended = np.asarray(arrays["rewards"]) != 0, np.asarray(arrays["terminations"])
+            events, deaths = np.cumsum(np.r_[0, rewarded | ended]), np.cumsum(np.r_[0, ended & ~rewarded])
             for a, b in zip(*episode_bounds(arrays["episode_ids"])):
                 starts = np.arange(a, b - window + 1, stride)
+                extra = []
                 if oversample_events > 1:
                     has_event = events[starts + window] > events[starts]
-                    starts = np.concatenate([starts, np.repeat(starts[has_event], oversample_events - 1)])
+                    extra.append(np.repeat(starts[has_event], oversample_events - 1))
+                if oversample_deaths > 1:
+                    has_death = deaths[starts + window] > deaths[starts]
+                    extra.append(np.repeat(starts[has_death], oversample_deaths - 1))
+                starts = np.concatenate([starts, *extra])
                 index.append(np.stack([np.full_like(starts, s), starts], axis=1))
         self.index = np.concatenate(index) if index else np.zeros((0, 2), np.int64)
         if len(self.index) == 0:
@@ -140,9 +153,10 @@ def reward_values(dataset: Dataset) -> np.ndarray:
     ).astype(np.float32))  # fmt: skip
 
 
-def token_windows(roots: tuple[str, ...], window: int, oversample_events: int) -> Dataset:
+def token_windows(roots: tuple[str, ...], window: int, oversample_events: int, oversample_deaths: int = 1) -> Dataset:
     """The train windows of every token dataset, together (each window drawn as often as in its own dataset)."""
-    parts = [WindowDataset(root, "train", window=window, oversample_events=oversample_events) for root in roots]
+    parts = [WindowDataset(root, "train", window=window, oversample_events=oversample_events,
+                           oversample_deaths=oversample_deaths) for root in roots]  # fmt: skip
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
@@ -154,8 +168,9 @@ class PairedWindows(Dataset):
     (its counts, shard names and windows all match)."""
 
     def __init__(self, tokens_root: str | Path, window: int, oversample_events: int = 1,
-                 frames_root: str | Path | None = None) -> None:  # fmt: skip
-        self.tokens = WindowDataset(tokens_root, "train", window=window, oversample_events=oversample_events)
+                 frames_root: str | Path | None = None, oversample_deaths: int = 1) -> None:  # fmt: skip
+        over = {"oversample_events": oversample_events, "oversample_deaths": oversample_deaths}
+        self.tokens = WindowDataset(tokens_root, "train", window=window, **over)
         source = self.tokens.manifest.source or {}
         root = Path(frames_root if frames_root is not None else source.get("path", ""))
         manifest = read_manifest(root, kind="frames")
@@ -163,7 +178,7 @@ class PairedWindows(Dataset):
         if manifest.counts != source.get("counts") or names[0] != names[1]:
             raise DatasetError(f"{root} is not the frame dataset {tokens_root} was tokenized from "
                                f"({source.get('path')}): pass the one it was")  # fmt: skip
-        self.frames = WindowDataset(root, "train", window=window, oversample_events=oversample_events)
+        self.frames = WindowDataset(root, "train", window=window, **over)
         if not np.array_equal(self.frames.index, self.tokens.index):
             raise DatasetError(f"{root} and {tokens_root} hold different episodes: {tokens_root} was not tokenized "
                                "from it")  # fmt: skip
@@ -182,11 +197,12 @@ class PairedWindows(Dataset):
         return {**self.tokens[i], "frames": torch.from_numpy(frames)}
 
 
-def paired_windows(tokens: tuple[str, ...], frames: tuple[str, ...], window: int, oversample_events: int) -> Dataset:
+def paired_windows(tokens: tuple[str, ...], frames: tuple[str, ...], window: int, oversample_events: int,
+                   oversample_deaths: int = 1) -> Dataset:  # fmt: skip
     """`PairedWindows` of every token dataset (with the frame dataset of the same place in `frames`, or each
     one's recorded source when `frames` is empty), together."""
     if frames and len(frames) != len(tokens):
         raise ValueError(f"--frames: give one frame dataset per --tokens directory ({len(tokens)}), got {len(frames)}")
-    parts = [PairedWindows(root, window, oversample_events, frames[i] if frames else None)
+    parts = [PairedWindows(root, window, oversample_events, frames[i] if frames else None, oversample_deaths)
              for i, root in enumerate(tokens)]  # fmt: skip
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)

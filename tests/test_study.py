@@ -103,6 +103,15 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
         assert ours["1000/eval/real_seed0_test"]["result"][key] == theirs["1000/eval/real_seed0_test"]["result"][key]
     dream = json.loads((other / "1000" / "dream_seed0" / "config.json").read_text())["config"]
     assert dream["temperature"] == 1.0 and dream["world_model"] == str(out / "1000" / "pipeline" / "world_model_r2")
+    # run again with other test episodes and levels: every test evaluation, and only those, runs again
+    before = json.loads((out / "stages.json").read_text())["stages"]
+    study.main([*argv[:-4], "--test-episodes", "6", "--test-num-levels", "600", *argv[-2:]])
+    after = json.loads((out / "stages.json").read_text())["stages"]
+    assert {k for k in after if after[k] != before[k]} == {k for k in after if k.endswith("_test")}
+    tests = {(v["result"]["episodes"], v["result"]["num_levels"]) for k, v in after.items() if k.endswith("_test")}
+    assert tests == {(6, 600)}
+    assert json.loads((ship / "1000" / "agent.json").read_text())["picked"]["test_episodes"] == 6
+    assert "6 episodes on test levels 1,000,000 .. 1,000,599" in (out / "study.md").read_text()
 
 
 def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_the_budget(tmp_path):

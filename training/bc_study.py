@@ -134,7 +134,8 @@ class BCStudy:
 
         def evaluated(agent: str, name: str) -> dict[str, dict[str, Any]]:  # both splits, each a stage
             return {split: st.stage(f"eval/{name}_{split}", lambda s=split: self.evaluate(agent, s, exclude,
-                                                                                          f"{name}_{s}"))
+                                                                                          f"{name}_{s}"),
+                                    current=lambda result, s=split: a.asked(result, s))
                     for split in SPLITS}  # fmt: skip
 
         random, expert_eval = evaluated("random", "random"), evaluated(expert, "expert")

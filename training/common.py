@@ -77,8 +77,13 @@ class StageRecord:
         if forgotten:
             self._write(self.path, self.record)
 
-    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
-        """Run stage `name` unless it already finished; record its wall time and result; return the result."""
+    def stage(self, name: str, fn: Callable[[], Any], current: Callable[[Any], bool] | None = None) -> Any:
+        """Run stage `name` unless it already finished; record its wall time and result; return the result.
+        `current`: whether a recorded result still answers what is asked now (e.g. an evaluation of as many
+        episodes on the same levels); one that does not runs again."""
+        if self.done(name) and current is not None and not current(self.record["stages"][name]["result"]):
+            logger.info("%s: %s was done with other settings: running it again", self.path.name, name)
+            self.forget(name)
         if self.done(name):
             logger.info("%s: %s already done", self.path.name, name)
             return self.record["stages"][name]["result"]

@@ -107,16 +107,29 @@ class HeldOutSplits:
     val_episodes: int = 1024
     """validation episodes per agent"""
     test_episodes: int = 500
-    """test episodes per agent, on levels 1,000,000 .. 1,000,499 (what the table reports)"""
+    """test episodes per agent (what the table reports)"""
+    test_num_levels: int = DEFAULT_EVAL_NUM_LEVELS
+    """levels in the test range, from level 1,000,000 (`genie evaluate`'s default range)"""
+
+    def split(self, split: str) -> dict[str, int]:
+        """The episodes and the level range of the validation or test split."""
+        if split == "val":
+            return {"episodes": self.val_episodes, "start_level": self.val_start_level,
+                    "num_levels": self.val_num_levels}  # fmt: skip
+        return {"episodes": self.test_episodes, "start_level": DEFAULT_EVAL_START_LEVEL,
+                "num_levels": self.test_num_levels}  # fmt: skip
+
+    def asked(self, result: dict, split: str) -> bool:
+        """Whether a recorded evaluation played the split as it is asked now (its episodes and levels), so a
+        study run again with other --val-*/--test-* settings evaluates again rather than reuse it."""
+        return all(result.get(key) == value for key, value in self.split(split).items())
 
     def evaluate(self, agent: str, split: str, exclude: tuple[str, ...], out: Path, distribution_mode: str = "easy",
                  seed: int = 0) -> dict:  # fmt: skip
         """`agent` on the validation or test levels, checked disjoint from `exclude`; the full result is written to
         `out` and the summary (without the per-episode lists) returned."""
-        levels = {"start_level": self.val_start_level, "num_levels": self.val_num_levels} if split == "val" else {}
-        episodes = self.val_episodes if split == "val" else self.test_episodes
-        result = run(EvaluateArgs(agent, episodes=episodes, distribution_mode=distribution_mode, seed=seed,
-                                  exclude=exclude, progress=False, **levels))  # fmt: skip
+        result = run(EvaluateArgs(agent, distribution_mode=distribution_mode, seed=seed, exclude=exclude,
+                                  progress=False, **self.split(split)))  # fmt: skip
         atomic_write_json(out, result)
         return {k: v for k, v in result.items() if k != "per_episode"}
 

@@ -180,8 +180,8 @@ class Study:
     def _run(self) -> dict[str, Any]:
         from genie_env.agents.study import write_study
 
-        random = {split: self.stages.stage(f"eval/random_{split}", lambda s=split: self.evaluate(
-                      "random", s, (), self.out / "eval" / f"random_{s}.json")) for split in SPLITS}  # fmt: skip
+        random = {split: self.evaluated(f"eval/random_{split}", "random", split, (), self.out / "eval" /
+                                        f"random_{split}.json") for split in SPLITS}  # fmt: skip
         rows = []
         for budget in sorted(self.args.budgets):
             rows.append(self.budget(budget))
@@ -226,9 +226,8 @@ class Study:
                 for split in SPLITS:
                     agent = str(runs[(side, seed)] / "agent.zip")
                     out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
-                    results[split][seed] = self.stages.stage(eval_stage(budget, side, seed, split),
-                                                             lambda a=agent, s=split, o=out: self.evaluate(
-                                                                 a, s, exclude, o))  # fmt: skip
+                    results[split][seed] = self.evaluated(eval_stage(budget, side, seed, split), agent, split,
+                                                          exclude, out)  # fmt: skip
             sides[side] = summarise_side(results["val"], results["test"])
         logger.info("budget %d: world model %s", budget, world_model)
         row = budget_row(budget, sides)
@@ -283,10 +282,13 @@ class Study:
         run.rename(aside)
         self.stages.forget(name, *(eval_stage(budget, side, seed, split) for split in SPLITS))
 
-    def evaluate(self, agent: str, split: str, exclude: tuple[str, ...], out: Path) -> dict[str, Any]:
-        """One agent on the validation or test levels; the summary without the per-episode lists (the full
-        result is kept at `out`, in OUT/eval/ or OUT/BUDGET/eval/)."""
-        return self.args.evaluate(agent, split, exclude, out, self.args.distribution_mode, self.args.seed)
+    def evaluated(self, name: str, agent: str, split: str, exclude: tuple[str, ...], out: Path) -> dict[str, Any]:
+        """Stage `name`: one agent on the validation or test levels (again where it was recorded with other
+        episodes or levels); the summary without the per-episode lists (the full result is kept at `out`, in
+        OUT/eval/ or OUT/BUDGET/eval/)."""
+        return self.stages.stage(name, lambda: self.args.evaluate(agent, split, exclude, out,
+                                                                  self.args.distribution_mode, self.args.seed),
+                                 current=lambda result: self.args.asked(result, split))  # fmt: skip
 
     def taken_agent(self, budget: int, seed: int) -> Path:
         """The real PPO agent of --world-models-from at `budget` and `seed`, which must be done there (and within

@@ -89,6 +89,10 @@ def format_study_table(rows: list[dict[str, Any]], random: dict[str, Any] | None
     if random is not None:
         lo, hi = random["return_ci"]
         lines.append(f"\nRandom policy: {random['mean_return']:.2f} [{lo:.2f}, {hi:.2f}] on the same test levels.")
+        if "start_level" in random:
+            first, n = random["start_level"], random["num_levels"]
+            lines.append(f"Every agent played {random['episodes']:,} episodes on test levels {first:,} .. "
+                         f"{first + n - 1:,}.")  # fmt: skip
     return "\n".join(lines)
 
 

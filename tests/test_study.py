@@ -112,6 +112,33 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     assert tests == {(6, 600)}
     assert json.loads((ship / "1000" / "agent.json").read_text())["picked"]["test_episodes"] == 6
     assert "6 episodes on test levels 1,000,000 .. 1,000,599" in (out / "study.md").read_text()
+    # --records keeps a copy of the record that outlives the machine: on a new one (nothing under OUT), a
+    # finished budget is tabled from the copy alone and keeps its shipped agent; a budget with an
+    # evaluation left to run trains again the agents whose files are gone
+    argv = ["--preset", "tiny", "--budgets", *map(str, BUDGETS), "--seeds", "1", "--val-episodes", "4",
+            "--test-episodes", "6", "--test-num-levels", "600", "--ship-to", str(ship)]  # fmt: skip
+    records = tmp_path / "kept" / "stages.json"
+    study.main([*argv, "--out", str(out), "--records", str(records)])
+    assert json.loads(records.read_text()) == json.loads((out / "stages.json").read_text())
+    kept = json.loads(records.read_text())
+    del kept["stages"]["2000/eval/real_seed0_test"]
+    records.write_text(json.dumps(kept))
+    shipped = (ship / "1000" / "agent.zip").read_bytes()
+    new = tmp_path / "new_machine"
+    study.main([*argv, "--out", str(new), "--records", str(records)])
+    after = json.loads((new / "stages.json").read_text())["stages"]
+    assert {k for k in after if after[k] != kept["stages"].get(k)} == {
+        "2000/real_seed0", "2000/dream_seed0", *(f"2000/eval/{s}_seed0_{x}" for s in ("dream", "real")
+                                                 for x in ("val", "test"))}  # fmt: skip
+    assert not (new / "1000").exists() and (new / "2000" / "dream_seed0" / "agent.zip").exists()
+    assert (ship / "1000" / "agent.zip").read_bytes() == shipped
+    assert json.loads(records.read_text())["stages"] == after
+    assert "| 1,000 |" in (new / "study.md").read_text()
+    assert (new / "ship" / "1000" / "agent.zip").read_bytes() == shipped  # copied from where it is shipped
+    other_record = (other / "stages.json").read_text()
+    with pytest.raises(SystemExit):  # a copy that is not this run's record is refused, not overwritten
+        study.main([*argv, "--out", str(out), "--records", str(other / "stages.json")])
+    assert (other / "stages.json").read_text() == other_record
 
 
 def test_a_dream_recipe_changes_the_dream_agents_and_dynas_frames_come_out_of_the_budget(tmp_path):

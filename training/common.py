@@ -52,21 +52,41 @@ class StageRecord:
     """The stages of a long command (`genie pipeline`, `genie study`) that have finished, kept in one JSON
     file (`path`) so the command can be stopped and run again any number of times: each stage runs once,
     and its wall time and result are recorded. `header` (e.g. the preset) must match what the file holds,
-    else ValueError naming both, so one directory never mixes two recipes."""
+    else ValueError naming both, so one directory never mixes two recipes. `mirror`: a second copy kept up
+    to date after every stage (somewhere that outlives the machine, e.g. a file in the repository), taken
+    as the record where `path` does not exist yet."""
 
-    def __init__(self, path: Path, header: dict[str, Any], legacy: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path, header: dict[str, Any], legacy: dict[str, Any] | None = None,
+                 mirror: Path | None = None) -> None:  # fmt: skip
         """`legacy`: the values of header keys that files written before the key existed did not record."""
         from genie_env._io import atomic_write_json
 
-        self.path, self._write = Path(path), atomic_write_json
-        self.record: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else dict(header)
-        for key, value in header.items():
-            if self.record.setdefault(key, (legacy or {}).get(key)) != value:
-                raise ValueError(
-                    f"{self.path.parent} holds a --{key.replace('_', '-')} {self.record.get(key)} run, not {value}: "
-                    "use another --out"
-                )
+        self.path, self._atomic_write = Path(path), atomic_write_json
+        self.mirror = None if mirror is None else Path(mirror)
+        copy = json.loads(self.mirror.read_text()) if self.mirror is not None and self.mirror.exists() else None
+        if self.path.exists():
+            self.record: dict[str, Any] = json.loads(self.path.read_text())
+            if copy is not None and not set(copy.get("stages", {})) <= set(self.record.get("stages", {})):
+                raise ValueError(f"{self.mirror} records stages that {self.path} does not: it is not a copy of "
+                                 "this run's record (move one of them)")  # fmt: skip
+        elif copy is not None:
+            logger.info("%s is missing: starting from its copy %s", self.path, self.mirror)
+            self.record = copy
+        else:
+            self.record = dict(header)
+        for record, where in ((self.record, self.path.parent), (copy or {}, self.mirror)):
+            for key, value in header.items():
+                if record and record.setdefault(key, (legacy or {}).get(key)) != value:
+                    raise ValueError(f"{where} holds a --{key.replace('_', '-')} {record.get(key)} run, not {value}: "
+                                     "use another --out")  # fmt: skip
         self.record.setdefault("stages", {})
+        if self.mirror is not None and copy != self.record:
+            self._save()  # the copy is whole from the start
+
+    def _save(self) -> None:
+        for path in (self.path, self.mirror) if self.mirror is not None else (self.path,):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._atomic_write(path, self.record)
 
     def done(self, name: str) -> bool:
         return name in self.record["stages"]
@@ -75,7 +95,7 @@ class StageRecord:
         """Mark stages as not done, so they run again (what they wrote is the caller's to move aside)."""
         forgotten = [name for name in names if self.record["stages"].pop(name, None) is not None]
         if forgotten:
-            self._write(self.path, self.record)
+            self._save()
 
     def stage(self, name: str, fn: Callable[[], Any], current: Callable[[Any], bool] | None = None) -> Any:
         """Run stage `name` unless it already finished; record its wall time and result; return the result.
@@ -91,5 +111,5 @@ class StageRecord:
         start = time.time()
         result = fn()
         self.record["stages"][name] = {"wall_s": round(time.time() - start, 1), "result": result}
-        self._write(self.path, self.record)
+        self._save()
         return result

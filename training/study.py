@@ -54,6 +54,11 @@ class StudyArgs(HeldOutSplits):
     ship_to: str | None = None
     """also copy each budget's picked dream agent (OUT/ship/BUDGET/) to SHIP_TO/BUDGET/, e.g.
     genie_env/assets/coinrun/sample_efficiency"""
+    records: str | None = None
+    """a second copy of OUT/stages.json, kept after every stage somewhere that outlives the machine (e.g.
+    docs/sample_efficiency/stages.json, committed): where OUT has no stages.json (a new machine), the study
+    starts from it, so finished evaluations and budgets are not run again (a finished budget is tabled
+    from its records alone; a recorded agent whose files are gone is trained again)"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     world_models_from: str | None = None
@@ -107,8 +112,9 @@ class Study:
         self.recipe = args.recipe()
         header = {"preset": args.preset, "seed": args.seed, "dream_recipe": self.recipe,
                   "world_models_from": args.world_models_from}  # fmt: skip
-        self.stages = StageRecord(self.out / "stages.json", header,
-                                  legacy={"dream_recipe": {}, "world_models_from": None})  # fmt: skip
+        legacy = {"dream_recipe": {}, "world_models_from": None}
+        records = None if args.records is None else Path(args.records)
+        self.stages = StageRecord(self.out / "stages.json", header, legacy=legacy, mirror=records)
         self.dyna_frames = self._dyna_frames()  # also: a bad recipe fails now, not after hours of world model
         self.source = self._source()
 
@@ -190,9 +196,14 @@ class Study:
 
     def budget(self, budget: int) -> dict[str, Any]:
         """Every stage of one budget; returns its table row."""
-        from genie_env.agents.study import budget_row, summarise_side
+        from genie_env.agents.study import budget_row
         from genie_env.agents.train import steps_within, train_or_resume
 
+        if self.finished(budget):
+            logger.info("budget %d: every stage is recorded: tabled from %s alone", budget, self.stages.path)
+            row = budget_row(budget, {side: self.scores(budget, side, ()) for side in ("dream", "real")})
+            self.ship_recorded(row)
+            return row
         pipe = self.pipeline(budget)
         rounds = pipe.preset.rounds
         runs = {}
@@ -204,6 +215,7 @@ class Study:
             run = runs[(side, seed)] = self.out / str(budget) / f"{side}_seed{seed}"
             name = f"{budget}/{side}_seed{seed}"
             self.retrain_if_over_budget(budget, side, seed, run)
+            self.retrain_if_lost(budget, side, seed, run)
             self.stages.stage(name, lambda: str(train_or_resume(cfg, run)))
             if real_frames(run) > budget:
                 raise ValueError(f"{run / 'config.json'}: the agent took {real_frames(run):,} real frames, over the "
@@ -219,20 +231,72 @@ class Study:
         for seed in range(self.args.seeds):
             agent("dream", seed, self.dream_config(pipe.agent_config("dream", p.agent_steps, rounds), seed))
         exclude += tuple(str(r) for r in runs.values())
-        sides: dict[str, Any] = {}
-        for side in ("dream", "real"):
-            results = {split: {} for split in SPLITS}
-            for seed in range(self.args.seeds):
-                for split in SPLITS:
-                    agent = str(runs[(side, seed)] / "agent.zip")
-                    out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
-                    results[split][seed] = self.evaluated(eval_stage(budget, side, seed, split), agent, split,
-                                                          exclude, out)  # fmt: skip
-            sides[side] = summarise_side(results["val"], results["test"])
+        row = budget_row(budget, {side: self.scores(budget, side, exclude) for side in ("dream", "real")})
         logger.info("budget %d: world model %s", budget, world_model)
-        row = budget_row(budget, sides)
         self.ship(row, runs[("dream", row["dream"]["picked_seed"])], world_model)
         return row
+
+    def scores(self, budget: int, side: str, exclude: tuple[str, ...]):
+        """One side's evaluations at `budget` (run where not recorded), summarised."""
+        from genie_env.agents.study import summarise_side
+
+        results = {split: {} for split in SPLITS}
+        root = self.source if side == "real" and self.source is not None else self.out  # taken_agent checked it
+        for seed in range(self.args.seeds):
+            for split in SPLITS:
+                agent = str(root / str(budget) / f"{side}_seed{seed}" / "agent.zip")
+                out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
+                results[split][seed] = self.evaluated(eval_stage(budget, side, seed, split), agent, split, exclude,
+                                                      out)  # fmt: skip
+        return summarise_side(results["val"], results["test"])
+
+    def finished(self, budget: int) -> bool:
+        """Whether every agent of `budget` is recorded trained, within the budget (by its files where they are
+        here), and every evaluation recorded as asked now."""
+        stages, seeds = self.stages.record["stages"], range(self.args.seeds)
+        sides = ("dream",) if self.source is not None else ("dream", "real")  # real PPO: the other study's
+        runs = [self.out / str(budget) / f"{side}_seed{seed}" for side in sides for seed in seeds]
+        trained = all(self.stages.done(f"{budget}/{run.name}") for run in runs) and all(
+            real_frames(run) <= budget for run in runs if (run / "config.json").exists()
+        )
+        return trained and all(
+            self.stages.done(name := eval_stage(budget, side, seed, split))
+            and self.args.asked(stages[name]["result"], split)
+            and int(stages[name]["result"].get("real_frames") or 0) <= budget
+            for side in ("dream", "real") for seed in seeds for split in SPLITS
+        )  # fmt: skip
+
+    def ship_recorded(self, row: dict[str, Any]) -> None:
+        """A budget tabled from its records (its agents' files may be gone with the machine that trained them):
+        its picked agent, where shipped already with these figures, is copied to where it is missing; where
+        it is shipped nowhere, it is shipped from its run."""
+        import shutil
+
+        from genie_env._io import atomic_dir
+
+        budget, seed = row["budget"], row["dream"]["picked_seed"]
+        test = self.stages.record["stages"][eval_stage(budget, "dream", seed, "test")]["result"]
+
+        def holds_pick(target: Path) -> bool:
+            if not (target / "agent.json").exists():
+                return False
+            picked = json.loads((target / "agent.json").read_text()).get("picked", {})
+            return (picked.get("seed"), picked.get("test_return"), picked.get("test_episodes")) == (
+                seed, test["mean_return"], test["episodes"])  # fmt: skip
+
+        targets = self.ship_targets(budget)
+        shipped = [target for target in targets if holds_pick(target)]
+        if not shipped:
+            run = self.out / str(budget) / f"dream_seed{seed}"
+            self.ship(row, run, Path(json.loads((run / "config.json").read_text())["config"]["world_model"]))
+            return
+        for target in targets:
+            if target not in shipped:
+                if target.exists() and not (target / "agent.json").exists():
+                    raise ValueError(f"{target} exists and holds no shipped agent: refusing to replace it")
+                with atomic_dir(target) as tmp:
+                    for name in ("agent.zip", "agent.json", "levels.json"):
+                        shutil.copy2(shipped[0] / name, tmp / name)
 
     def ship(self, row: dict[str, Any], run: Path, world_model: Path) -> Path:
         """OUT/ship/BUDGET/ (and SHIP_TO/BUDGET/ with --ship-to): the picked dream agent `run`'s agent.zip,
@@ -255,9 +319,7 @@ class Study:
                        "test_return": result["test"]["mean_return"], "test_ci": result["test"]["return_ci"],
                        "test_episodes": result["test"]["episodes"]},
         }  # fmt: skip
-        targets = [self.out / "ship" / str(budget)]
-        if self.args.ship_to:
-            targets.append(Path(self.args.ship_to) / str(budget))
+        targets = self.ship_targets(budget)
         for target in targets:
             if target.exists() and not (target / "agent.json").exists():
                 raise ValueError(f"--ship-to {target} exists and holds no shipped agent: refusing to replace it")
@@ -266,6 +328,11 @@ class Study:
                 atomic_write_json(tmp / "agent.json", agent)
                 atomic_write_json(tmp / "levels.json", {**model_levels, "level_seeds": sorted(seeds)})
         return targets[0]
+
+    def ship_targets(self, budget: int) -> list[Path]:
+        """Where `budget`'s picked dream agent is shipped: OUT/ship/BUDGET/, and SHIP_TO/BUDGET/ with --ship-to."""
+        ship_to = [Path(self.args.ship_to) / str(budget)] if self.args.ship_to else []
+        return [self.out / "ship" / str(budget), *ship_to]
 
     def retrain_if_over_budget(self, budget: int, side: str, seed: int, run: Path) -> None:
         """An agent recorded done that took more real frames than `budget` (real PPO before budgets were kept
@@ -281,6 +348,14 @@ class Study:
                        f"{real_frames(run):,}", f"{budget:,}", aside)  # fmt: skip
         run.rename(aside)
         self.stages.forget(name, *(eval_stage(budget, side, seed, split) for split in SPLITS))
+
+    def retrain_if_lost(self, budget: int, side: str, seed: int, run: Path) -> None:
+        """An agent recorded done whose files are gone (the record came from --records on a new machine) is
+        trained again, and its evaluations run again."""
+        name = f"{budget}/{side}_seed{seed}"
+        if self.stages.done(name) and not (run / "config.json").exists():
+            logger.warning("%s is recorded done but %s is gone: training it again", name, run / "config.json")
+            self.stages.forget(name, *(eval_stage(budget, side, seed, split) for split in SPLITS))
 
     def evaluated(self, name: str, agent: str, split: str, exclude: tuple[str, ...], out: Path) -> dict[str, Any]:
         """Stage `name`: one agent on the validation or test levels (again where it was recorded with other

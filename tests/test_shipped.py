@@ -55,6 +55,24 @@ def test_shipped_agent_loads_with_sb3_and_acts_in_the_action_space():
     assert record["config"]["env"] == "dream" and record["dream_frames"] > 0
 
 
+def test_the_studys_shipped_agents_keep_their_budget_and_held_out_levels():
+    """Each budget's picked dream agent of the sample-efficiency study (`genie study --ship-to`): within its
+    budget, picked on validation levels, and its levels disjoint from the test levels the table reports."""
+    shipped = sorted((DEFAULT_MODEL_DIR / "sample_efficiency").glob("*/agent.json"))
+    assert shipped, "no study agents are shipped"
+    for path in shipped:
+        record = json.loads(path.read_text())
+        budget = int(path.parent.name)
+        assert record["budget"] == budget and 0 < record["real_frames"] <= budget
+        assert record["picked"]["on"] == "validation levels" and record["picked"]["test_episodes"] >= 500
+        levels = json.loads((path.parent / "levels.json").read_text())
+        assert levels["frames"] == record["real_frames"]
+        check_disjoint(DEFAULT_EVAL_START_LEVEL, record["picked"]["test_episodes"], set(levels["level_seeds"]))
+        agent = PPO.load(path.parent / "agent.zip", device="cpu")
+        actions, _ = agent.predict(np.zeros((2, 64, 64, 3), np.uint8), deterministic=True)
+        assert ((0 <= actions) & (actions < 15)).all()
+
+
 def test_shipped_model_outputs_equal_the_golden_reference():
     """Every public path of the shipped model (encode, rollout, decode, the single and batched dream env in
     fp32 and bf16, sampling, the agent) gives what it gave when the reference was made: bit for bit on a CPU

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from genie_env._io import atomic_write_json
+from genie_env.agents.evaluate import check_disjoint, held_out_levels
 from genie_env.agents.policies import SB3Policy
 from genie_env.data.context import ContextSource
 from genie_env.envs.dream import EVENT_MODES, GenieProcgenVectorEnv
@@ -179,7 +180,13 @@ def summarise(real: Outcome, dream: Outcome, again: Outcome) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.time()
-    wm = load_world_model(args.world_model or shipped_model_dir(args.game), precision=args.precision)
+    wm_dir = Path(args.world_model or shipped_model_dir(args.game))
+    trained_on = [wm_dir, *(Path(a).parent for a in args.agent if (Path(a).parent / "levels.json").exists())]
+    try:  # the states must come from levels neither the world model nor an agent was trained on
+        check_disjoint(args.start_level, args.num_levels, held_out_levels(trained_on))
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: --start-level {args.start_level} --num-levels {args.num_levels}: {err}") from None
+    wm = load_world_model(wm_dir, precision=args.precision)
     per_agent: dict[str, tuple[list[Outcome], ...]] = {agent: ([], [], []) for agent in args.agent}
     for b, first in enumerate(range(0, args.states, args.batch)):
         seed = args.seed + b

@@ -121,3 +121,6 @@ def test_dream_gap_plays_each_agent_from_the_same_real_states_in_both_worlds(tin
     assert all(0.0 <= one[k] <= 1.0 for k in rates) and 0.0 <= one["real_again"]["died_not_again"] <= 1.0
     with pytest.raises(SystemExit):
         gap.parse_args(["--agent", "x", "--states", "0"])
+    seen = min(json.loads((tiny_world_model / "levels.json").read_text())["level_seeds"])
+    with pytest.raises(SystemExit, match="--start-level .* were seen in training"):  # the model's levels are refused
+        gap.main([*argv, "--start-level", str(seen), "--num-levels", "1"])

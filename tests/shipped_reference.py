@@ -2,8 +2,9 @@
 change them: `python -m tests.shipped_reference` rewrites `tests/data/shipped_reference.npz` (do that only
 when the shipped model itself changes on purpose, and say so in the commit). One thread, fp32 and bf16,
 so the figures do not depend on how many cores the machine has. They do depend on the CPU's instruction
-set (AVX2 kernels round differently from AVX512 ones, and bf16 is native only with AVX512-BF16), which
-the file records (`cpu_capability`, `fast_bf16`) for `compare`."""
+set (AVX2 kernels round differently from AVX512 ones, bf16 is native only with AVX512-BF16, and oneDNN
+takes other kernels on another vendor's CPU or with AMX), which the file records (`cpu_capability`,
+`fast_bf16`, `cpu_vendor`, `amx`) for `compare`."""
 
 from __future__ import annotations
 
@@ -82,20 +83,45 @@ def shipped_outputs() -> dict[str, np.ndarray]:
         torch.set_num_threads(threads)
 
 
+# what a reference made before a key was recorded was made on: every one of them on AMD Zen 5 (no AMX)
+MADE_BEFORE_RECORDED = {"cpu_vendor": "AuthenticAMD", "amx": "False"}
+
+
 def machine() -> dict[str, str]:
-    """What the outputs' rounding depends on: PyTorch's CPU kernel level and whether bf16 is native."""
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": str(fast_bf16("cpu"))}
+    """What the outputs' rounding depends on: PyTorch's CPU kernel level, whether bf16 is native, the CPU's
+    vendor and whether it has AMX tiles."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": str(fast_bf16("cpu")),
+            "cpu_vendor": cpu_vendor(), "amx": str(torch.cpu._is_amx_tile_supported())}  # fmt: skip
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor id (e.g. GenuineIntel, AuthenticAMD) from /proc/cpuinfo, or the platform's processor."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def compare(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], same_machine: bool) -> list[str]:
     """The keys whose outputs differ from the reference's: bit for bit on a machine of the reference's kind;
-    elsewhere integers of the fp32 paths bit for bit, fp32 floats to 1e-4 relative, and the bf16 paths
-    (whose rounding changes most between CPUs) frames at 30 dB PSNR or better and events within 0.01."""
+    elsewhere the fp32 paths' tokens bit for bit, their frames within one grey level of a few pixels (the
+    decoder's last rounding: 4 pixels in a million differ between AMD Zen 5 and an AMX Xeon), fp32 floats
+    to 1e-4 relative, and the bf16 paths (whose rounding changes most between CPUs) frames at 30 dB PSNR
+    or better and events within 0.01."""
     differing = []
     for key, want in reference.items():
         got = outputs[key]
-        if same_machine or (not key.startswith("vec_bf16") and not np.issubdtype(want.dtype, np.floating)):
+        if same_machine or (not key.startswith("vec_bf16") and not np.issubdtype(want.dtype, np.floating)
+                            and not key.endswith("frames")):  # fmt: skip
             same = np.array_equal(got, want)
+        elif key.endswith("frames") and not key.startswith("vec_bf16"):
+            off = np.abs(got.astype(np.int64) - want.astype(np.int64)) if got.shape == want.shape else None
+            same = off is not None and off.max() <= 1 and (off > 0).mean() <= 1e-4
         elif key == "vec_bf16_frames":
             mse = np.mean((got.astype(np.float64) - want.astype(np.float64)) ** 2)
             same = got.shape == want.shape and (mse == 0 or 10 * np.log10(255**2 / mse) >= 30)

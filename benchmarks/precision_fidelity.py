@@ -1,11 +1,13 @@
 """Are bf16 dreams as faithful as fp32 ones? The same held-out windows dreamed in both precisions.
 
-    python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16] [--int8]
+    python benchmarks/precision_fidelity.py --data DIR [--world-model DIR] [--windows 64] [--horizon 16] [--int8] \
+        [--compile]
 
 From `--windows` windows of the val split of frame dataset `--data` (drawn with `--seed` from the
 non-overlapping windows of its episodes), the world model dreams `--horizon` frames after one real
-context frame under the real actions, greedily, once in fp32 and once under bf16 autocast (and with
---int8 once in int8). Prints JSON: PSNR against the real frames at every horizon for each precision and
+context frame under the real actions, greedily, once in fp32 and once under bf16 autocast (with
+--int8 once in int8, and with --compile once in bf16 compiled: `WorldModel.compile`, its wall time
+including the compiling). Prints JSON: PSNR against the real frames at every horizon for each precision and
 for copy-last-frame (each from the MSE over all windows), the PSNR of the bf16 (and int8) dream against
 the fp32 one, the share of frames they dream identically, and the wall time of each (bf16 is emulated,
 so slow, on CPUs without AVX512-BF16 or AMX: compare speeds with dream_env.py).
@@ -62,14 +64,17 @@ def window_parser(doc: str, horizon: int) -> argparse.ArgumentParser:
 def main() -> None:
     parser = window_parser(__doc__, horizon=16)
     parser.add_argument("--int8", action="store_true", help="also dream in int8 (models.int8; CPUs with VNNI or AMX)")
+    parser.add_argument("--compile", action="store_true", help="also dream in bf16 compiled (WorldModel.compile)")
     args = parser.parse_args()
     frames, actions = windows(args.data, args.windows, args.horizon + 1, args.seed)
     real = torch.from_numpy(frames[:, 1:])
     dreams, result = {}, {"windows": args.windows, "horizon": args.horizon, "data": args.data, "psnr": {}}
-    precisions = ("fp32", "bf16", "int8") if args.int8 else ("fp32", "bf16")
+    precisions = ("fp32", "bf16", *(("int8",) if args.int8 else ()), *(("bf16+compile",) if args.compile else ()))
     for precision in precisions:
-        wm = load_world_model(args.world_model, "cpu", precision)
+        wm = load_world_model(args.world_model, "cpu", precision.removesuffix("+compile"))
         start = time.perf_counter()
+        if precision.endswith("+compile"):
+            wm.compile()
         out = wm.rollout(frames[:, :1], actions)
         result[f"{precision}_wall_s"] = round(time.perf_counter() - start, 2)
         dreams[precision] = out.frames

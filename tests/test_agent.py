@@ -260,6 +260,8 @@ def test_dreams_can_start_from_several_real_frames_that_the_model_conditions_on(
     decoded = dream.wm.decode(dream.wm.encode(first[:, None]))[:, 0]
     np.testing.assert_array_equal(obs.transpose(0, 2, 3, 1) if obs.shape[1] == 3 else obs, decoded)
     assert make_vec_env(dataclasses.replace(cfg, context_frames=1)).venv.venv.dream.source.context_frames == 1
+    assert not dream.wm.compiled  # --compile (off by default) reaches the dreams' world model
+    assert make_vec_env(dataclasses.replace(cfg, compile=True)).venv.venv.dream.wm.compiled
     with pytest.raises(ValueError, match="--context-frames 3 needs --env dream and a dataset --context"):
         dataclasses.replace(cfg, context=(str(tiny_world_model / "agent_contexts.npz"),))
     with pytest.raises(ValueError, match="--context-frames must be >= 1"):

@@ -66,6 +66,7 @@ RESUMABLE_CHANGES = {
     "precision",
     "train_precision",
     "device",
+    "compile",
 }
 
 
@@ -116,6 +117,9 @@ class AgentConfig:
     """dream inference precision: auto (bf16 where bf16 is fast, fp32 elsewhere: what the dream envs default to),
     fp32, bf16 (faster on CPUs with AVX512-BF16 or AMX, slow without) or int8 (the dynamics' Linear layers in
     int8: CPUs with VNNI or AMX, compiled at the first step)"""
+    compile: bool = False
+    """torch.compile the world model (`WorldModel.compile`): its first dreamed step compiles (about 40 s for the
+    shipped model), later ones run faster (the README's "`torch.compile`"); needs a C++ compiler"""
     train_precision: TrainPrecision = "auto"
     """the agent's CNN while it trains (rollouts and updates): bf16 autocast (weights, heads and losses stay
     fp32; 2.2x faster PPO minibatches on AVX512-BF16 cores), fp32, or auto (bf16 where bf16 is fast)"""
@@ -273,7 +277,7 @@ def make_vec_env(cfg: AgentConfig) -> VecEnv:
             sampling={"steps": cfg.maskgit_steps, "temperature": cfg.temperature}, context=dream_context(cfg),
             context_frames=cfg.context_frames, reset_from=cfg.reset_from, max_episode_steps=cfg.horizon,
             events=cfg.events, game=cfg.game, uncertainty_penalty=cfg.uncertainty_penalty,
-            entropy_limit=cfg.entropy_limit,
+            entropy_limit=cfg.entropy_limit, compile=cfg.compile,
         )  # fmt: skip
         if cfg.dream_dropout:
             dreams.dream.wm.set_dropout(True)

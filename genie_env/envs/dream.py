@@ -306,7 +306,9 @@ class GenieEnv(gym.Env):
     the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA, fp32 elsewhere; or "fp32", "bf16"),
     `sampling` (`{"steps": K, "temperature": T}`), `context`, `context_frames` and
     `reset_from` ("start" or "any", for a dataset context), `max_episode_steps`, `events`, `render_mode`,
-    `uncertainty_penalty` and `entropy_limit` (keyword-only, default 0: off).
+    `uncertainty_penalty` and `entropy_limit` (keyword-only, default 0: off), and `compile` (keyword-only,
+    default False: `WorldModel.compile`, which compiles the world model in place at the first step of each
+    batch size, about 40 s, and then dreams faster; the README's "`torch.compile`").
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -316,12 +318,15 @@ class GenieEnv(gym.Env):
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
                  render_mode: str | None = None, *, game: str | None = None,
-                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0,
+                 compile: bool = False) -> None:  # fmt: skip
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
+        if compile:
+            wm.compile()
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
         self.entropy_limit = _check_entropy_limit(entropy_limit)
@@ -401,7 +406,8 @@ class GenieVectorEnv(VectorEnv):
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None, *, game: str | None = None,
-                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0,
+                 compile: bool = False) -> None:  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps < 1:
@@ -409,6 +415,8 @@ class GenieVectorEnv(VectorEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
         wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
+        if compile:
+            wm.compile()
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
         self.entropy_limit = _check_entropy_limit(entropy_limit)
@@ -475,10 +483,11 @@ class GenieCoinRunEnv(GenieProcgenEnv):
                  sampling: dict[str, Any] | None = None, context: Any = None, context_frames: int = 1,
                  reset_from: str = "start", max_episode_steps: int = 1000, events: str = "threshold",
                  render_mode: str | None = None, *, uncertainty_penalty: float = 0.0,
-                 entropy_limit: float = 0.0) -> None:  # fmt: skip
+                 entropy_limit: float = 0.0, compile: bool = False) -> None:  # fmt: skip
         super().__init__(world_model, device, precision, sampling, context, context_frames, reset_from,
                          max_episode_steps, events, render_mode, game="coinrun",
-                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit)  # fmt: skip
+                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit,
+                         compile=compile)  # fmt: skip
 
 
 class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
@@ -489,7 +498,9 @@ class GenieCoinRunVectorEnv(GenieProcgenVectorEnv):
                  precision: str = "auto", sampling: dict[str, Any] | None = None, context: Any = None,
                  context_frames: int = 1, reset_from: str = "start", max_episode_steps: int = 1000,
                  events: str = "threshold", render_mode: str | None = None, *,
-                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0) -> None:  # fmt: skip
+                 uncertainty_penalty: float = 0.0, entropy_limit: float = 0.0,
+                 compile: bool = False) -> None:  # fmt: skip
         super().__init__(num_envs, world_model, device, precision, sampling, context, context_frames, reset_from,
                          max_episode_steps, events, render_mode, game="coinrun",
-                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit)  # fmt: skip
+                         uncertainty_penalty=uncertainty_penalty, entropy_limit=entropy_limit,
+                         compile=compile)  # fmt: skip

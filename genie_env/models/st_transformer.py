@@ -73,21 +73,26 @@ class STConfig:
 
 
 def rope_table(positions: torch.Tensor, d: int, device: torch.device | str) -> torch.Tensor:
-    """Rotary phases for head size d at integer positions (L,) -> complex (L, d/2), or per row (N, L)
-    -> (N, 1, L, d/2) (broadcast over heads). Computed once per forward and shared by every block."""
+    """Rotary phases for head size d at integer positions (L,) -> float (L, d/2, 2), or per row (N, L)
+    -> (N, 1, L, d/2, 2) (broadcast over heads): the cosine and sine of each pair's angle, a complex number's
+    real and imaginary parts (`torch.view_as_complex`). Computed once per forward and shared by every block."""
     freqs = 1.0 / (10000 ** (torch.arange(0, d, 2, device=device, dtype=torch.float32) / d))
     angles = positions.to(device).float()[..., None] * freqs
     if angles.ndim == 3:
         angles = angles[:, None]
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.stack((angles.cos(), angles.sin()), -1)
 
 
 def rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding of x (N, H, L, d) with phases from `rope_table`: each pair of features
-    (2i, 2i+1) is rotated as one complex number, in float32 whatever x's dtype (one complex multiply:
-    faster on CPU than rotating the even and odd halves separately in bf16, and more exact)."""
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * table).flatten(-2).to(x.dtype)
+    (2i, 2i+1) is rotated as one complex number, in float32 whatever x's dtype. Eagerly that is one complex
+    multiply (faster on CPU than rotating the even and odd halves separately in bf16, and more exact); under
+    torch.compile the same product in real arithmetic, which inductor fuses (it has no complex kernels)."""
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    if torch.compiler.is_compiling():
+        a, b, cos, sin = pairs[..., 0], pairs[..., 1], table[..., 0], table[..., 1]
+        return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2).to(x.dtype)
+    return torch.view_as_real(torch.view_as_complex(pairs) * torch.view_as_complex(table)).flatten(-2).to(x.dtype)
 
 
 def sdpa(
@@ -153,7 +158,9 @@ class KVCache:
         self.keys: list[torch.Tensor | None] = [None] * depth
         self.values: list[torch.Tensor | None] = [None] * depth
         self.frames = torch.zeros(batch, dtype=torch.long)
-        self.steps = 0  # frames stored since the cache was made: this step writes slot steps % window
+        # frames stored since the cache was made (this step writes slot steps % window): a tensor, so a compiled
+        # step does not specialise on its value and compile again at every slot
+        self.steps = torch.zeros((), dtype=torch.long)
 
     def positions(self) -> torch.Tensor:
         """Rotary position of the next frame of each row (B*S, 1)."""
@@ -169,11 +176,11 @@ class KVCache:
             key_dtype, value_dtype = cache_dtypes(k.device, k.dtype)
             self.keys[block] = k.new_zeros(n, h, self.window, d, dtype=key_dtype)
             self.values[block] = v.new_zeros(n, h, self.window, d, dtype=value_dtype)
-        self.frames = self.frames.to(k.device)
+        self.frames, self.steps = self.frames.to(k.device), self.steps.to(k.device)
         keys, values = self.keys[block], self.values[block]
         slot = self.steps % self.window
-        keys[:, :, slot] = k[:, :, 0]
-        values[:, :, slot] = v[:, :, 0]
+        keys.index_copy_(2, slot[None], k.to(keys.dtype))
+        values.index_copy_(2, slot[None], v.to(values.dtype))
         # slot j was written (slot - j) % window steps ago: a row's own iff that is under its frames (this one
         # included). Always masked (all True once a row's window is full: the same result), so no branch
         # depends on the data and torch.compile traces the step in one graph.
@@ -190,13 +197,13 @@ class KVCache:
     def advance(self) -> None:
         """Every batch element has stored one more frame."""
         self.frames = self.frames + 1
-        self.steps += 1
+        self.steps = self.steps + 1
 
     def assign(self, rows: torch.Tensor, other: KVCache) -> None:
         """Overwrite batch elements `rows` (indices) with the sequences of `other` (one per row), their
         slots turned to this cache's step."""
         index = (rows[:, None] * self.spatial + torch.arange(self.spatial)).flatten()
-        shift = (self.steps - other.steps) % self.window
+        shift = int(self.steps - other.steps.to(self.steps.device)) % self.window
         for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
             for i, t in enumerate(theirs):
                 if t is None:

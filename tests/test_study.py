@@ -22,6 +22,19 @@ def test_budget_preset_keeps_the_total_within_the_budget_and_the_rounds_shares()
         study.budget_preset(pipeline_preset("tiny"), 20)
 
 
+def test_the_table_keeps_the_third_decimal_that_2000_episode_means_have():
+    from genie_env.agents.study import fmt_return, format_study_table
+
+    assert [fmt_return(x) for x in (5.185, 5.08, 5.3, 4.665, 10.0, -0.005)] == [
+        "5.185", "5.08", "5.30", "4.665", "10.00", "-0.005"]  # fmt: skip
+    side = {"test_returns": [5.185, 5.08], "seed_mean": 5.1325, "picked_return": 5.185, "picked_ci": [4.965, 5.4],
+            "picked_seed": 0}  # fmt: skip
+    row = {"budget": 50_000, "dream": side, "real": {**side, "picked_seed": 1}, "picked_cis_apart": False}
+    table = format_study_table([row], {"mean_return": 2.515, "return_ci": [2.33, 2.705]})
+    assert "| 50,000 | 5.185, 5.08 | 5.133 |" in table and "5.185 [4.965, 5.40] (seed 1) | no |" in table
+    assert "Random policy: 2.515 [2.33, 2.705]" in table
+
+
 def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     out = tmp_path / "study"
     ship = tmp_path / "sample_efficiency"

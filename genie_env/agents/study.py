@@ -67,8 +67,20 @@ def budget_row(budget: int, sides: dict[str, SideSummary]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def fmt_return(value: float) -> str:
+    """A return as the table writes it: two decimals, or three where the third is not 0 (a mean of 2,000
+    CoinRun episodes is a multiple of 0.005, which two decimals would round: 5.185, not 5.18)."""
+    text = f"{value:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
 def _seeds(side: dict[str, Any]) -> str:
-    return ", ".join(f"{r:.2f}" for r in side["test_returns"])
+    return ", ".join(fmt_return(r) for r in side["test_returns"])
+
+
+def _picked(side: dict[str, Any]) -> str:
+    lo, hi = side["picked_ci"]
+    return f"{fmt_return(side['picked_return'])} [{fmt_return(lo)}, {fmt_return(hi)}] (seed {side['picked_seed']})"
 
 
 def format_study_table(rows: list[dict[str, Any]], random: dict[str, Any] | None = None) -> str:
@@ -81,14 +93,14 @@ def format_study_table(rows: list[dict[str, Any]], random: dict[str, Any] | None
     for row in rows:
         d, r = row["dream"], row["real"]
         lines.append(
-            f"| {row['budget']:,} | {_seeds(d)} | {d['seed_mean']:.2f} | {_seeds(r)} | {r['seed_mean']:.2f} "
-            f"| {d['picked_return']:.2f} [{d['picked_ci'][0]:.2f}, {d['picked_ci'][1]:.2f}] (seed {d['picked_seed']}) "
-            f"| {r['picked_return']:.2f} [{r['picked_ci'][0]:.2f}, {r['picked_ci'][1]:.2f}] (seed {r['picked_seed']}) "
+            f"| {row['budget']:,} | {_seeds(d)} | {fmt_return(d['seed_mean'])} | {_seeds(r)} "
+            f"| {fmt_return(r['seed_mean'])} | {_picked(d)} | {_picked(r)} "
             f"| {'yes' if row['picked_cis_apart'] else 'no'} |"
         )
     if random is not None:
         lo, hi = random["return_ci"]
-        lines.append(f"\nRandom policy: {random['mean_return']:.2f} [{lo:.2f}, {hi:.2f}] on the same test levels.")
+        mean = fmt_return(random["mean_return"])
+        lines.append(f"\nRandom policy: {mean} [{fmt_return(lo)}, {fmt_return(hi)}] on the same test levels.")
         if "start_level" in random:
             first, n = random["start_level"], random["num_levels"]
             lines.append(f"Every agent played {random['episodes']:,} episodes on test levels {first:,} .. "

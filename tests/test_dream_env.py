@@ -303,24 +303,37 @@ def test_the_batched_step_reads_nothing_back_from_the_device_until_its_outputs(t
 
 
 def test_a_compiled_world_model_dreams_what_the_eager_one_dreams_and_compiles_once_per_batch_size(tiny_world_model):
-    """`compile=True` (`WorldModel.compile`): the same dreams to rounding, and the KV cache's step count does not
-    make it compile again at every slot of the ring buffer (it did while the count was a Python int)."""
+    """`compile=True` (`WorldModel.compile`): the same dreams to rounding (tokens and frames), the same dream again
+    under the same seed, and the KV cache's step count does not make it compile again at every slot of the ring
+    buffer (it did while the count was a Python int)."""
     from torch._dynamo.utils import counters
 
     actions = np.random.default_rng(0).integers(0, 15, (12, 4))
-    dreams = {}
+
+    def dream(venv):
+        obs, _ = venv.reset(seed=0)
+        frames, rewards, tokens = [obs], [], []
+        for a in actions:  # more steps than the cache's window and than dynamo's limit of 8 recompiles
+            obs, reward, *_ = venv.step(a)
+            frames.append(obs), rewards.append(reward), tokens.append(venv.dream.prev.clone())
+        return np.stack(frames), np.stack(rewards), torch.stack(tokens)
+
     counters.clear()
+    runs = {}
     for compile in (False, True):
         venv = GenieCoinRunVectorEnv(4, world_model=str(tiny_world_model), precision="fp32", compile=compile,
-                                     max_episode_steps=10**6)  # fmt: skip
+                                     sampling=SAMPLING, max_episode_steps=10**6)  # fmt: skip
         assert venv.world_model.compiled == compile
-        obs, _ = venv.reset(seed=0)
-        steps = [venv.step(a)[:2] for a in actions]  # more steps than the cache's window and dynamo's limit of 8
-        dreams[compile] = (np.stack([obs, *(o for o, _ in steps)]), np.stack([r for _, r in steps]))
-    eager, compiled = dreams[False], dreams[True]
+        runs[compile] = dream(venv)
+    again = dream(venv)  # the compiled env, seeded as before
+    eager, compiled = runs[False], runs[True]
+    assert all(np.array_equal(a, b) for a, b in zip(compiled[:2], again[:2])) and torch.equal(compiled[2], again[2])
+    agreement = (eager[2] == compiled[2]).float().mean().item()
+    assert agreement >= 0.95, f"compiled dreams agree with eager ones on {agreement:.1%} of tokens"
     mse = ((eager[0].astype(np.float64) - compiled[0]) ** 2).mean()
     assert mse < 1e-3 * 255**2, f"compiled dream PSNR {10 * np.log10(255**2 / max(mse, 1e-12)):.1f} dB"
     assert np.allclose(eager[1], compiled[1], atol=1e-3)
-    # 4 graphs: the dynamics step with an empty and with a filled cache, the decoder at 1 and 4 envs (a step
-    # count that dynamo specialised on made 10, one per slot until its recompile limit, then ran eagerly)
+    # 5 graphs: the dynamics pass with an empty cache, then committing and not (2 MaskGIT steps) with a filled
+    # one, and the decoder at 1 and 4 envs (a step count that dynamo specialised on made 10 without MaskGIT
+    # steps, one per cache slot until dynamo's recompile limit, and then ran eagerly)
     assert 0 < counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])

@@ -51,10 +51,11 @@ interact, so a chunked step is the same step."""
 
 
 def _resolve(world_model, game: str | None, procgen: bool, device, precision: str, context, context_frames: int,
-             reset_from: str):  # fmt: skip
+             reset_from: str, compile: bool = False):  # fmt: skip
     """(WorldModel, ContextSource) from the env kwargs: `world_model` (a directory, a WorldModel, or for a
     Procgen dream None: the model shipped for `game`) must be of `game` when both are given. A Procgen
-    dream (`procgen`) also needs a world model of a Procgen game and its 15 real actions."""
+    dream (`procgen`) also needs a world model of a Procgen game and its 15 real actions. `compile`:
+    `WorldModel.compile` it (in place)."""
     if game is not None and procgen:
         check_game(game)
     if isinstance(world_model, WorldModel):
@@ -97,7 +98,7 @@ def _resolve(world_model, game: str | None, procgen: bool, device, precision: st
                          f"actions, not Procgen's {NUM_ACTIONS}")  # fmt: skip
     if source.context_frames > wm.context_frames:
         raise ValueError(f"contexts of {source.context_frames} frames exceed the model's window of {wm.context_frames}")
-    return wm, source
+    return (wm.compile() if compile else wm), source
 
 
 def real_action_map(wm: WorldModel, procgen: bool) -> np.ndarray | None:
@@ -324,9 +325,8 @@ class GenieEnv(gym.Env):
             raise ValueError(f"unknown render_mode {render_mode!r}: use one of {self.metadata['render_modes']}")
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
-        if compile:
-            wm.compile()
+        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from,
+                              compile)  # fmt: skip
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
         self.entropy_limit = _check_entropy_limit(entropy_limit)
@@ -414,9 +414,8 @@ class GenieVectorEnv(VectorEnv):
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unknown render_mode {render_mode!r} for the batched env: use 'rgb_array'")
-        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from)
-        if compile:
-            wm.compile()
+        wm, source = _resolve(world_model, game, self.procgen, device, precision, context, context_frames, reset_from,
+                              compile)  # fmt: skip
         self.world_model, self.game = wm, wm.game
         real_map = real_action_map(wm, self.procgen)
         self.entropy_limit = _check_entropy_limit(entropy_limit)

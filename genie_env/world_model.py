@@ -28,6 +28,7 @@ from genie_env.data.manifest import read_manifest
 from genie_env.games import DEFAULT_GAME
 from genie_env.models import check_trained_on, load_dynamics, load_tokenizer, tokenizer_identity
 from genie_env.models.dynamics import DynamicsModel
+from genie_env.models.inductor import require_inductor
 from genie_env.models.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -183,11 +184,13 @@ class WorldModel:
         bf16 autocast no longer casts them at every step, and the small ops between the matmuls are fused;
         weights changed afterwards are not seen. The first step of each new batch size compiles (about
         40 s for the shipped model at 64 envs on 2 cores); the README's "`torch.compile`" gives what it
-        gains. On CPU it needs a C++ compiler (g++ or clang). Compiled dreams equal eager ones to rounding
+        gains. On CPU it needs a C++ compiler (g++ or clang): without one it raises a RuntimeError saying so
+        before compiling anything. Compiled dreams equal eager ones to rounding
         (fp32 frames bit-identical on the shipped model; bf16 ones closer to eager bf16 than eager bf16 is to
         fp32), so what holds exactly between batch sizes eagerly holds to rounding only."""
         if self.compiled:
             return self
+        require_inductor("WorldModel.compile() (compile=True, --compile)", "leave compile off")
         options = {"freezing": True}
         self.dynamics.compile(dynamic=False, options=options)
         self.tokenizer.decoder.compile(dynamic=False, options=options)

@@ -337,3 +337,23 @@ def test_a_compiled_world_model_dreams_what_the_eager_one_dreams_and_compiles_on
     # one, and the decoder at 1 and 4 envs (a step count that dynamo specialised on made 10 without MaskGIT
     # steps, one per cache slot until dynamo's recompile limit, and then ran eagerly)
     assert 0 < counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])
+
+
+def test_compile_without_a_cpp_compiler_says_so_before_compiling_anything(tiny_world_model):
+    """Inductor builds C++ on CPU: with no working compiler (a name that is none, as on a machine without g++),
+    `compile=True` fails at once with what needed it and what to do, not at the first dreamed step."""
+    import torch._inductor.config as inductor_config
+
+    from genie_env.models import inductor
+
+    inductor._probe.cache_clear()  # a probe passed earlier in this process would not ask the compiler again
+    try:
+        with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+            with pytest.raises(RuntimeError, match=r"WorldModel.compile\(\).*C\+\+ compiler.*leave compile off"):
+                GenieCoinRunVectorEnv(2, world_model=str(tiny_world_model), precision="fp32", compile=True)
+            model = genie_env.load_world_model(tiny_world_model, precision="fp32")
+            with pytest.raises(RuntimeError, match="InvalidCxxCompiler"):
+                model.compile()
+            assert not model.compiled and model.dynamics._compiled_call_impl is None
+    finally:
+        inductor._probe.cache_clear()

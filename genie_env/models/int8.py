@@ -19,6 +19,8 @@ import functools
 import torch
 from torch import nn
 
+from genie_env.models.inductor import require_inductor
+
 
 def _int8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """x (M, K) float -> (M, N) in x's dtype: x quantized per row, times int8 `weight` (K, N) with per-column
@@ -72,17 +74,14 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
+def _probe_kernel() -> None:
+    Int8Linear(nn.Linear(16, 8))(torch.randn(3, 16))
+
+
 def quantize_linears(model: nn.Module) -> int:
     """Replace every `nn.Linear` inside `model` by an `Int8Linear`, in place; the number replaced. RuntimeError
     where the kernel cannot be compiled here (torch.compile's C++ backend needs a C++ compiler)."""
-    try:
-        probe = Int8Linear(nn.Linear(16, 8))
-        probe(torch.randn(3, 16))
-    except Exception as err:  # inductor raises several types where no C++ toolchain is found
-        raise RuntimeError(
-            f"precision='int8' compiles its kernel with torch.compile, which failed here ({type(err).__name__}: "
-            f"{err}); install a C++ compiler (g++ or clang) or use precision='bf16'"
-        ) from err
+    require_inductor("precision='int8'", "use precision='bf16'", _probe_kernel)
     count = 0
     for parent in list(model.modules()):
         for name, child in parent.named_children():

@@ -47,6 +47,7 @@ from genie_env.checkpoint import (
     verify_file,
 )
 from genie_env.models.common import StepResult
+from genie_env.models.inductor import require_inductor
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,8 @@ class Trainer:
         self.cfg, self.out, self.kind, self.model_config = cfg, Path(out), kind, model_config
         self.extra_config = extra_config or {}
         self.rank, self.world, self.device = _setup_distributed()
+        if cfg.compile and self.device.type == "cpu":  # inductor builds C++ here: ask before anything is trained
+            require_inductor("--train.compile (TrainConfig.compile)", "leave --train.compile off")
         micro = cfg.batch_size // cfg.grad_accum
         if micro % self.world:
             raise ValueError(f"--batch-size / --grad-accum = {micro} must be divisible by {self.world} processes")

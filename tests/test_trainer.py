@@ -252,3 +252,36 @@ def test_a_run_resumes_after_a_config_field_was_added_at_its_default(tiny_datase
     (ckpt / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"model.channels \(17 vs 16\)"):
         make_trainer(tiny_dataset, tmp_path / "run", steps=4, resume=True)
+
+
+def test_train_compile_without_a_cpp_compiler_says_so_before_training(tiny_dataset, tmp_path):
+    """`--train.compile` on CPU needs inductor's C++ compiler: without one the Trainer refuses at once, naming the
+    flag and what to do, and writes nothing, instead of failing at the first step with inductor's own error."""
+    import torch._inductor.config as inductor_config
+
+    from genie_env.models import inductor
+
+    inductor._probe.cache_clear()  # a probe passed earlier in this process would not ask the compiler again
+    try:
+        with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+            with pytest.raises(RuntimeError, match=r"--train.compile.*C\+\+ compiler.*leave --train.compile off"):
+                make_trainer(tiny_dataset, tmp_path / "run", compile=True)
+    finally:
+        inductor._probe.cache_clear()
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_compile_trains_the_tokenizer_as_eager_does(tiny_dataset, tmp_path):
+    """`--train.compile` on CPU (inductor): the tokenizer's first step has eager's losses and, with k-means and the
+    codebook bookkeeping left eager, the same codebook; torch 2.13's inductor failed on that bookkeeping before."""
+    runs = {}
+    for compile in (False, True):
+        metrics = make_trainer(tiny_dataset, tmp_path / str(compile), compile=compile, steps=1, log_every=1).fit()
+        runs[compile] = metrics, weights(tmp_path / str(compile))
+    (eager, w_eager), (compiled, w_compiled) = runs[False], runs[True]
+    for name in ("tokenizer/loss", "tokenizer/recon_loss", "tokenizer/codebook_loss", "charts/grad_norm"):
+        assert compiled[name] == pytest.approx(eager[name], rel=1e-3, abs=1e-6), name
+    for name in ("quantizer.codebook", "quantizer.ema_sum", "quantizer.recent"):
+        torch.testing.assert_close(w_compiled[name], w_eager[name], rtol=1e-4, atol=1e-4)
+    initial = make_trainer(tiny_dataset, tmp_path / "unfitted").model.quantizer.codebook
+    assert not torch.equal(w_eager["quantizer.codebook"], initial)  # k-means did run: the codebooks are not the seed's

@@ -102,6 +102,7 @@ class VectorQuantizer(nn.Module):
         usage = (counts > 0).float().mean()
         return QuantizerOutput(quantized, indices, codebook_loss, commitment_loss, perplexity, usage)
 
+    @torch.compiler.disable  # once per run; eager, so a seed gives the same codebook with `--train.compile`
     @torch.no_grad()
     def _kmeans_init(self, z: torch.Tensor) -> None:
         if _distributed():  # k-means on the global batch, in rank order: the same as one process
@@ -114,9 +115,11 @@ class VectorQuantizer(nn.Module):
         self.ema_count.fill_(1.0)
         self.initialized.fill_(True)
 
+    @torch.compiler.disable  # data-dependent bookkeeping; and torch 2.13's inductor fails on z[randperm[:k]]
     @torch.no_grad()
     def _update(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA step, dead-code bookkeeping and restarts, and the recent-outputs ring buffer."""
+        """EMA step, dead-code bookkeeping and restarts, and the recent-outputs ring buffer (left out of
+        `torch.compile`, `--train.compile`, which runs it eagerly)."""
         if _distributed():
             counts = counts.clone()
             dist.all_reduce(counts)

@@ -3,12 +3,15 @@
 At each real-frame budget B, from nothing:
     the preset's pipeline scaled to B real frames in all (every round of the loop counted, tokenizer
     included) -> the final world model -> N dream agents (seeds 0..N-1) -> N PPO agents on the real game
-    with B frames and the same CNN -> every agent on validation levels (which pick the seed that ships)
-    and on test levels (which the table reports) -> OUT/study.md, OUT/study.json, OUT/study.png.
+    with B frames and the same CNN; each agent, as soon as it is trained, on validation levels (which pick
+    the seed that ships) and on test levels (which the table reports) -> OUT/study.md, OUT/study.json,
+    OUT/study.png.
 
 Every stage is recorded in OUT/stages.json and skipped when the command runs again, and a training stage
 that was killed resumes from its checkpoint, so the study survives being stopped and resumed many times.
-Both level ranges are checked disjoint from every level behind the world models and the agents.
+With --records, an agent trained and evaluated on a machine since lost is not trained again: its figures
+are in the records. Both level ranges are checked disjoint from every level behind each agent (its own
+and, for a dream agent, its world model's).
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class StudyArgs(HeldOutSplits):
     """a second copy of OUT/stages.json, kept after every stage somewhere that outlives the machine (e.g.
     docs/sample_efficiency/stages.json, committed): where OUT has no stages.json (a new machine), the study
     starts from it, so finished evaluations and budgets are not run again (a finished budget is tabled
-    from its records alone; a recorded agent whose files are gone is trained again)"""
+    from its records alone; a recorded agent whose files are gone is kept where both its evaluations are
+    recorded, else trained again)"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     world_models_from: str | None = None
@@ -201,75 +205,101 @@ class Study:
 
         if self.finished(budget):
             logger.info("budget %d: every stage is recorded: tabled from %s alone", budget, self.stages.path)
-            row = budget_row(budget, {side: self.scores(budget, side, ()) for side in ("dream", "real")})
-            self.ship_recorded(row)
+            row = budget_row(budget, {side: self.scores(budget, side) for side in ("dream", "real")})
+            self.ship_pick(row)
             return row
         pipe = self.pipeline(budget)
-        rounds = pipe.preset.rounds
-        runs = {}
+        rounds, p, seeds = pipe.preset.rounds, pipe.preset, range(self.args.seeds)
 
-        def agent(side: str, seed: int, cfg) -> None:
+        def agent(side: str, seed: int, cfg, exclude: tuple[str, ...] = ()) -> None:
+            """Train (where not recorded) and evaluate one agent; `exclude`: levels behind it besides its own."""
             if side == "real" and self.source is not None:  # the other study's, read-only
-                runs[(side, seed)] = self.taken_agent(budget, seed)
+                self.evaluate_agent(budget, side, seed, self.taken_agent(budget, seed), exclude)
                 return
-            run = runs[(side, seed)] = self.out / str(budget) / f"{side}_seed{seed}"
+            run = self.out / str(budget) / f"{side}_seed{seed}"
             name = f"{budget}/{side}_seed{seed}"
+            if self.kept_from_records(budget, side, seed, run):
+                return
             self.retrain_if_over_budget(budget, side, seed, run)
             self.retrain_if_lost(budget, side, seed, run)
             self.stages.stage(name, lambda: str(train_or_resume(cfg, run)))
             if real_frames(run) > budget:
                 raise ValueError(f"{run / 'config.json'}: the agent took {real_frames(run):,} real frames, over the "
                                  f"budget of {budget:,}")  # fmt: skip
+            self.evaluate_agent(budget, side, seed, run, exclude)
 
-        p = pipe.preset
         ppo_steps = steps_within(budget, p.agent_envs, p.agent_n_steps)  # whole rollouts, never past the budget
-        for seed in range(self.args.seeds):  # first: they need no world model, and they are the cheap side
+        for seed in seeds:  # first: they need no world model, and they are the cheap side
             agent("real", seed, dataclasses.replace(pipe.agent_config("real", ppo_steps), seed=seed, world_model=None,
                                                     context=()))  # fmt: skip
-        world_model = pipe.finished_world_model() if self.source is not None else pipe.build_world_model()
-        exclude = tuple(str(pipe.path("world_model", k)) for k in range(1, rounds + 1))
-        for seed in range(self.args.seeds):
-            agent("dream", seed, self.dream_config(pipe.agent_config("dream", p.agent_steps, rounds), seed))
-        exclude += tuple(str(r) for r in runs.values())
-        row = budget_row(budget, {side: self.scores(budget, side, exclude) for side in ("dream", "real")})
-        logger.info("budget %d: world model %s", budget, world_model)
-        self.ship(row, runs[("dream", row["dream"]["picked_seed"])], world_model)
+        run = self.out / str(budget)
+        if all(self.kept_from_records(budget, "dream", seed, run / f"dream_seed{seed}") for seed in seeds):
+            logger.info("budget %d: every dream agent is recorded trained and evaluated: no world model needed",
+                        budget)  # fmt: skip
+        else:
+            world_model = pipe.finished_world_model() if self.source is not None else pipe.build_world_model()
+            logger.info("budget %d: world model %s", budget, world_model)
+            exclude = tuple(str(pipe.path("world_model", k)) for k in range(1, rounds + 1))
+            for seed in seeds:
+                agent("dream", seed, self.dream_config(pipe.agent_config("dream", p.agent_steps, rounds), seed),
+                      exclude)  # fmt: skip
+        row = budget_row(budget, {side: self.scores(budget, side) for side in ("dream", "real")})
+        self.ship_pick(row)
         return row
 
-    def scores(self, budget: int, side: str, exclude: tuple[str, ...]):
-        """One side's evaluations at `budget` (run where not recorded), summarised."""
+    def evaluate_agent(self, budget: int, side: str, seed: int, run: Path, exclude: tuple[str, ...]) -> None:
+        """Both evaluations of the agent in `run` (where not recorded as asked), checked against its own levels
+        and `exclude`'s."""
+        for split in SPLITS:
+            out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
+            self.evaluated(eval_stage(budget, side, seed, split), str(run / "agent.zip"), split,
+                           (*exclude, str(run)), out)  # fmt: skip
+
+    def scores(self, budget: int, side: str):
+        """One side's recorded evaluations at `budget`, summarised."""
         from genie_env.agents.study import summarise_side
 
-        results = {split: {} for split in SPLITS}
-        root = self.source if side == "real" and self.source is not None else self.out  # taken_agent checked it
-        for seed in range(self.args.seeds):
-            for split in SPLITS:
-                agent = str(root / str(budget) / f"{side}_seed{seed}" / "agent.zip")
-                out = self.out / str(budget) / "eval" / f"{side}_seed{seed}_{split}.json"
-                results[split][seed] = self.evaluated(eval_stage(budget, side, seed, split), agent, split, exclude,
-                                                      out)  # fmt: skip
+        stages, seeds = self.stages.record["stages"], range(self.args.seeds)
+        results = {split: {seed: stages[eval_stage(budget, side, seed, split)]["result"] for seed in seeds}
+                   for split in SPLITS}  # fmt: skip
         return summarise_side(results["val"], results["test"])
 
     def finished(self, budget: int) -> bool:
         """Whether every agent of `budget` is recorded trained, within the budget (by its files where they are
         here), and every evaluation recorded as asked now."""
-        stages, seeds = self.stages.record["stages"], range(self.args.seeds)
+        seeds = range(self.args.seeds)
         sides = ("dream",) if self.source is not None else ("dream", "real")  # real PPO: the other study's
         runs = [self.out / str(budget) / f"{side}_seed{seed}" for side in sides for seed in seeds]
         trained = all(self.stages.done(f"{budget}/{run.name}") for run in runs) and all(
             real_frames(run) <= budget for run in runs if (run / "config.json").exists()
         )
-        return trained and all(
+        return trained and all(self.evaluations_recorded(budget, side, seed) for side in ("dream", "real")
+                               for seed in seeds)  # fmt: skip
+
+    def evaluations_recorded(self, budget: int, side: str, seed: int) -> bool:
+        """Whether both evaluations of one agent are recorded as asked now, of an agent within the budget."""
+        stages = self.stages.record["stages"]
+        return all(
             self.stages.done(name := eval_stage(budget, side, seed, split))
             and self.args.asked(stages[name]["result"], split)
             and int(stages[name]["result"].get("real_frames") or 0) <= budget
-            for side in ("dream", "real") for seed in seeds for split in SPLITS
-        )  # fmt: skip
+            for split in SPLITS
+        )
 
-    def ship_recorded(self, row: dict[str, Any]) -> None:
-        """A budget tabled from its records (its agents' files may be gone with the machine that trained them):
-        its picked agent, where shipped already with these figures, is copied to where it is missing; where
-        it is shipped nowhere, it is shipped from its run."""
+    def kept_from_records(self, budget: int, side: str, seed: int, run: Path) -> bool:
+        """Whether the agent of `run` is recorded trained and evaluated while its files are gone (with the
+        machine that trained it): what the study needs of it is in the records, so it is not trained again."""
+        kept = not (run / "config.json").exists() and self.stages.done(f"{budget}/{side}_seed{seed}") and (
+            self.evaluations_recorded(budget, side, seed))  # fmt: skip
+        if kept:
+            logger.info("%s is gone but recorded trained and evaluated in %s: kept from the records", run,
+                        self.stages.path)  # fmt: skip
+        return kept
+
+    def ship_pick(self, row: dict[str, Any]) -> None:
+        """Ship a budget's picked dream agent (its files may be gone with the machine that trained it): where
+        shipped already with these figures, it is copied to where it is missing; where shipped nowhere, it is
+        shipped from its run, or, with that gone too, left unshipped with a warning."""
         import shutil
 
         from genie_env._io import atomic_dir
@@ -288,6 +318,10 @@ class Study:
         shipped = [target for target in targets if holds_pick(target)]
         if not shipped:
             run = self.out / str(budget) / f"dream_seed{seed}"
+            if not (run / "config.json").exists():
+                logger.warning("budget %d: the picked dream agent %s is gone and shipped nowhere: not shipped "
+                               "(--ship-to keeps a copy that outlives the machine)", budget, run)  # fmt: skip
+                return
             self.ship(row, run, Path(json.loads((run / "config.json").read_text())["config"]["world_model"]))
             return
         for target in targets:

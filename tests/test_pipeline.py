@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from genie_env.cli import demo, pipeline
@@ -11,8 +12,8 @@ from genie_env.checkpoint import read_config, resolve_checkpoint
 
 
 def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, capsys):
-    out = tmp_path / "pipe"
-    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4"])
+    out, carry = tmp_path / "pipe", tmp_path / "kept" / "carry"
+    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4", "--carry", str(carry)])
     record = json.loads((out / "pipeline.json").read_text())
     assert list(record["stages"]) == [
         "collect", "train_tokenizer", "tokenize", "train_dynamics", "package", "agent_dream",
@@ -46,9 +47,39 @@ def test_tiny_pipeline_runs_every_stage_and_skips_them_when_run_again(tmp_path, 
     assert (out / "compare" / "compare.png").stat().st_size > 1000
     assert (out / "eval" / "ppo_dream_on_real.gif").stat().st_size > 1000
     capsys.readouterr()
-    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4"])
+    pipeline.main(["--preset", "tiny", "--out", str(out), "--eval-episodes", "4", "--carry", str(carry)])
     assert "done" in capsys.readouterr().out
     assert json.loads((out / "pipeline.json").read_text()) == record  # nothing ran again
+    # --carry kept the record and each trained model and agent, its last checkpoint without optimizer state
+    assert json.loads((carry / "pipeline.json").read_text()) == record
+    trained = ["tokenizer", "dynamics", "agent_dream", "dynamics_r2"]
+    assert {p.name for p in carry.iterdir()} == {"pipeline.json", "agent_real", "agent_dream_r2",
+                                                 "dynamics_self_forcing_r2", *trained}  # fmt: skip
+    kept = resolve_checkpoint(carry / "tokenizer")
+    assert {f.name for f in kept.iterdir()} == {"config.json", "model.safetensors", "trainer_state.json"}
+    assert len(list((carry / "tokenizer" / "checkpoints").iterdir())) == 1 and not (carry / "tokenizer" / "tb").exists()
+    # the machine is lost after the round-2 fine-tune: a new one copies back what was trained and makes again
+    # the data, tokens and world models from them (the same frames and tokens), then trains only what is left;
+    # round 1's dream agent was never carried (as a commit that left it out): it is trained again, and so is
+    # the round-2 fine-tune after it, whose carried copy was fine-tuned on what the lost agent collected
+    shutil.rmtree(carry / "agent_dream")
+    lost = json.loads((carry / "pipeline.json").read_text())
+    left = ["self_forcing_r2", "package_r2", "agent_dream_r2", "agent_real", "evaluate", "compare"]
+    lost["stages"] = {k: v for k, v in lost["stages"].items() if k not in left}
+    (carry / "pipeline.json").write_text(json.dumps(lost))
+    new = tmp_path / "new_machine"
+    pipeline.main(["--preset", "tiny", "--out", str(new), "--eval-episodes", "4", "--carry", str(carry)])
+    again = json.loads((new / "pipeline.json").read_text())["stages"]
+    assert set(again) == set(record["stages"])  # (the stages made again are recorded anew, last)
+    for name in ("tokenizer", "dynamics"):  # copied back, not trained again
+        assert (resolve_checkpoint(new / name) / "model.safetensors").read_bytes() == (
+            resolve_checkpoint(out / name) / "model.safetensors").read_bytes()  # fmt: skip
+        assert not (new / name / "tb").exists()
+    assert (new / "agent_dream" / "tb").exists() and (new / "dynamics_r2" / "tb").exists()  # trained again
+    for name in ("data", "tokens"):  # made again, the same
+        assert json.loads((new / name / "manifest.json").read_text())["shards"] == json.loads(
+            (out / name / "manifest.json").read_text())["shards"], name  # fmt: skip
+    assert json.loads((carry / "pipeline.json").read_text())["stages"] == again
 
 
 def test_pipeline_refuses_a_directory_of_another_preset(tmp_path, capsys):

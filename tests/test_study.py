@@ -36,10 +36,10 @@ def test_the_table_keeps_the_third_decimal_that_2000_episode_means_have():
 
 
 def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
-    out = tmp_path / "study"
+    out, carry = tmp_path / "study", tmp_path / "kept" / "carry"
     ship = tmp_path / "sample_efficiency"
-    argv = ["--preset", "tiny", "--budgets", *map(str, BUDGETS), "--seeds", "1", "--out", str(out),
-            "--val-episodes", "4", "--test-episodes", "4", "--ship-to", str(ship)]  # fmt: skip
+    argv = ["--preset", "tiny", "--budgets", *map(str, BUDGETS), "--seeds", "1", "--out", str(out), "--carry",
+            str(carry), "--val-episodes", "4", "--test-episodes", "4", "--ship-to", str(ship)]  # fmt: skip
     study.main(argv)
     stages = json.loads((out / "stages.json").read_text())["stages"]
     # each agent is evaluated as soon as it is trained, so what a lost machine takes with it is never figures
@@ -133,7 +133,7 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     argv = ["--preset", "tiny", "--budgets", *map(str, BUDGETS), "--seeds", "1", "--val-episodes", "4",
             "--test-episodes", "6", "--test-num-levels", "600", "--ship-to", str(ship)]  # fmt: skip
     records = tmp_path / "kept" / "stages.json"
-    study.main([*argv, "--out", str(out), "--records", str(records)])
+    study.main([*argv, "--out", str(out), "--records", str(records), "--carry", str(carry)])
     assert json.loads(records.read_text()) == json.loads((out / "stages.json").read_text())
     kept = json.loads(records.read_text())
     del kept["stages"]["2000/eval/real_seed0_test"]
@@ -151,6 +151,20 @@ def test_tiny_study_end_to_end_and_resumed(tmp_path, capsys):
     assert json.loads(records.read_text())["stages"] == after
     assert "| 1,000 |" in (new / "study.md").read_text()
     assert (new / "ship" / "1000" / "agent.zip").read_bytes() == shipped  # copied from where it is shipped
+    # a dream agent to train again on a new machine: its budget's world model goes on from --carry (the
+    # trained tokenizer and dynamics copied back, without their TensorBoard logs; its data made again)
+    kept = json.loads(records.read_text())
+    del kept["stages"]["2000/eval/dream_seed0_test"]
+    records.write_text(json.dumps(kept))
+    third = tmp_path / "third_machine"
+    study.main([*argv, "--out", str(third), "--records", str(records), "--carry", str(carry)])
+    after = json.loads((third / "stages.json").read_text())["stages"]
+    assert {k for k in after if after[k] != kept["stages"].get(k)} == {
+        "2000/dream_seed0", "2000/eval/dream_seed0_val", "2000/eval/dream_seed0_test"}  # fmt: skip
+    pipe = third / "2000" / "pipeline"
+    assert (pipe / "data" / "manifest.json").exists() and (pipe / "world_model_r2" / "levels.json").exists()
+    for name in ("tokenizer", "dynamics", "dynamics_self_forcing_r2"):
+        assert (pipe / name / "latest.json").exists() and not (pipe / name / "tb").exists(), name
     # without --ship-to, the picked agents are shipped nowhere that outlived the machine: tabled, not shipped
     bare = [a for a in argv if a not in ("--ship-to", str(ship))]
     study.main([*bare, "--out", str(tmp_path / "bare_machine"), "--records", str(records)])

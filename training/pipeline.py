@@ -9,7 +9,9 @@
 agents); `--preset tiny` runs every stage for real at budgets that finish in minutes (its models need
 not transfer). Finished stages are
 recorded in DIR/pipeline.json and skipped when the command runs again; an interrupted training stage
-resumes from its last checkpoint.
+resumes from its last checkpoint. With --carry, the record and every trained model and agent are kept also
+somewhere that outlives the machine, and a new machine goes on from them (what they were made from is made
+again: collection is seeded, tokenizing and packaging are deterministic).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +34,10 @@ from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 from .common import StageRecord, cli_errors, setup_logging
 
 logger = logging.getLogger(__name__)
+
+REMADE = ("data", "tokens", "world_model")
+"""stage outputs a new machine makes again rather than take from --carry (seeded collection, deterministic
+tokenizing and packaging, cheap next to training); the others (tokenizer, dynamics, agents) are carried"""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ class PipelineArgs:
     ship_notes: str | None = None
     """with --ship: a markdown file whose text goes into the model card under "Why this game" (what its
     dynamics ask of a world model that CoinRun's do not)"""
+    carry: str | None = None
+    """a directory that outlives the machine (committed, say): a copy of DIR/pipeline.json and of each trained
+    model and agent once its stage is done (the final checkpoint without optimizer state; tens of MB with the
+    cpu preset). On a new machine (DIR empty) the pipeline goes on from it: a carried stage's output is
+    copied back, and the data, tokens and world models are made again from them"""
 
 
 class Pipeline:
@@ -83,9 +95,12 @@ class Pipeline:
         self.game = args.env_id or args.game
         # the game is recorded where it is not CoinRun, so pipelines from before games were recorded still resume
         header = header or {"preset": args.preset, **({"game": self.game} if self.game != DEFAULT_GAME else {})}
-        self.stages = StageRecord(self.out / "pipeline.json", header)
+        self.carry = None if args.carry is None else Path(args.carry)
+        mirror = None if self.carry is None else self.carry / "pipeline.json"
+        self.stages = StageRecord(self.out / "pipeline.json", header, mirror=mirror)
         self.record = self.stages.record
-        self.stage = self.stages.stage
+        self.stage = self.carried_stage
+        self.retrained = False  # a carried stage ran again here (see carried_stage)
 
     def time_limit(self) -> dict[str, float]:
         """The trainers' max_minutes override: none, or 0 (no cap) with --full-steps."""
@@ -95,12 +110,40 @@ class Pipeline:
         """The directory of `name` (data, tokens, dynamics, world_model, agent_dream) in round `round`."""
         return self.out / (name if round == 1 else f"{name}_r{round}")
 
+    def carried_stage(self, name: str, fn, output: tuple[str, int] | None = None) -> Any:
+        """Stage `name` (`StageRecord.stage`), which writes the directory `path(*output)`. With --carry: where
+        it is recorded done but its directory is gone (a new machine), a carried output is copied back from
+        the carry and any other runs again; a trained model or agent is copied into the carry once done.
+        Once a training stage had to run again (its carried copy missing), no later carried copy is taken:
+        it was trained from what that stage made before."""
+        if output is None or self.carry is None:
+            return self.stages.stage(name, fn)
+        out = self.path(*output)
+        kept, carried = self.carry / out.name, output[0] not in REMADE
+        if self.stages.done(name) and not out.exists():
+            if carried and kept.exists() and not self.retrained:
+                from genie_env._io import atomic_dir
+
+                logger.info("%s: %s is gone: copied back from %s", name, out, kept)
+                with atomic_dir(out) as tmp:
+                    shutil.copytree(kept, tmp, dirs_exist_ok=True)
+            else:
+                logger.info("%s: %s is gone: made again", name, out)
+                self.stages.forget(name)
+                self.retrained |= carried
+        ran = not self.stages.done(name)
+        result = self.stages.stage(name, fn)
+        if carried and (ran or not kept.exists()):
+            carry_run(out, kept)
+        return result
+
     def run(self) -> dict[str, Any]:
         """All stages; returns DIR/pipeline.json's content."""
         p = self.preset
         self.build_world_model()
-        self.stage(f"agent_dream_r{p.rounds}" if p.rounds > 1 else "agent_dream", partial(self.agent_dream, p.rounds))
-        self.stage("agent_real", self.agent_real)
+        self.stage(f"agent_dream_r{p.rounds}" if p.rounds > 1 else "agent_dream", partial(self.agent_dream, p.rounds),
+                   ("agent_dream", p.rounds))  # fmt: skip
+        self.stage("agent_real", self.agent_real, ("agent_real", 1))
         self.stage("evaluate", self.evaluate)
         self.stage("compare", self.compare)
         if self.args.ship:  # not a recorded stage: cheap, and shipped again wherever --ship says
@@ -113,7 +156,7 @@ class Pipeline:
         """The final world model of a pipeline whose world-model stages are all done, touching nothing (another
         study's, taken read-only); ValueError naming the first stage that is not done."""
 
-        def done(name: str, _fn) -> Any:
+        def done(name: str, _fn, _output=None) -> Any:
             if not self.stages.done(name):
                 raise ValueError(f"{self.out}: stage {name} is not done: finish that study's world models first")
             return self.record["stages"][name]["result"]
@@ -122,25 +165,27 @@ class Pipeline:
         try:
             return self.build_world_model()
         finally:
-            self.stage = self.stages.stage
+            self.stage = self.carried_stage
 
     def build_world_model(self) -> Path:
         """The stages up to the final round's world model (with the dream agents that collect the later
         rounds' data); returns the final world model's directory."""
         p = self.preset
-        self.stage("collect", self.collect)
-        self.stage("train_tokenizer", lambda: self.train("tokenizer", p.tokenizer))
-        self.stage("tokenize", self.tokenize)
-        self.stage("train_dynamics", lambda: self.train("dynamics", p.dynamics))
-        self.stage("package", self.package)
+        self.stage("collect", self.collect, ("data", 1))
+        self.stage("train_tokenizer", lambda: self.train("tokenizer", p.tokenizer), ("tokenizer", 1))
+        self.stage("tokenize", self.tokenize, ("tokens", 1))
+        self.stage("train_dynamics", lambda: self.train("dynamics", p.dynamics), ("dynamics", 1))
+        self.stage("package", self.package, ("world_model", 1))
         for k in range(2, p.rounds + 1):
-            self.stage("agent_dream" if k == 2 else f"agent_dream_r{k - 1}", partial(self.agent_dream, k - 1))
-            self.stage(f"collect_r{k}", partial(self.collect, k))
-            self.stage(f"tokenize_r{k}", partial(self.tokenize, k))
-            self.stage(f"train_dynamics_r{k}", partial(self.fine_tune, k))
+            self.stage("agent_dream" if k == 2 else f"agent_dream_r{k - 1}", partial(self.agent_dream, k - 1),
+                       ("agent_dream", k - 1))  # fmt: skip
+            self.stage(f"collect_r{k}", partial(self.collect, k), ("data", k))
+            self.stage(f"tokenize_r{k}", partial(self.tokenize, k), ("tokens", k))
+            self.stage(f"train_dynamics_r{k}", partial(self.fine_tune, k), ("dynamics", k))
             if p.self_forcing_steps:
-                self.stage(f"self_forcing_r{k}", partial(self.fine_tune, k, self_forcing=True))
-            self.stage(f"package_r{k}", partial(self.package, k))
+                self.stage(f"self_forcing_r{k}", partial(self.fine_tune, k, self_forcing=True),
+                           ("dynamics_self_forcing", k))  # fmt: skip
+            self.stage(f"package_r{k}", partial(self.package, k), ("world_model", k))
         return self.path("world_model", p.rounds)
 
     # ------------------------------------------------------------------ stages
@@ -284,6 +329,25 @@ class Pipeline:
         paths = compare_results(results, self.path("compare"))
         print(format_table(json.loads(paths["json"].read_text())["rows"]))
         return {k: str(v) for k, v in paths.items()}
+
+
+def carry_run(run: Path, kept: Path) -> None:
+    """Copy what a new machine needs of the finished run `run` to `kept` (replacing it): its top-level files
+    (an agent's agent.zip, config.json, levels.json; a trainer's latest.json) and the checkpoint latest.json
+    names, without its optimizer state; no earlier checkpoints, no TensorBoard logs."""
+    from genie_env._io import atomic_dir
+    from genie_env.checkpoint import OPTIMIZER, latest_checkpoint
+
+    with atomic_dir(kept) as tmp:
+        for f in run.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        latest = latest_checkpoint(run)
+        if latest is not None:
+            (tmp / latest.relative_to(run)).mkdir(parents=True)
+            for f in latest.iterdir():
+                if f.name != OPTIMIZER:
+                    shutil.copy2(f, tmp / latest.relative_to(run) / f.name)
 
 
 def run(args: PipelineArgs) -> dict[str, Any]:

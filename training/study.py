@@ -63,6 +63,10 @@ class StudyArgs(HeldOutSplits):
     starts from it, so finished evaluations and budgets are not run again (a finished budget is tabled
     from its records alone; a recorded agent whose files are gone is kept where both its evaluations are
     recorded, else trained again)"""
+    carry: str | None = None
+    """a directory that outlives the machine, beside --records (e.g. docs/sample_efficiency/carry): each budget's
+    pipeline keeps its record and its trained models and agents (`genie pipeline --carry`; tens of MB a budget):
+    on a new machine a budget's world model goes on from there instead of from nothing"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     world_models_from: str | None = None
@@ -172,8 +176,9 @@ class Study:
         if self.source is not None and not (root / str(budget) / "pipeline" / "pipeline.json").exists():
             raise ValueError(f"--world-models-from {self.source} has no world model of budget {budget:,} yet: run "
                              "that study first")  # fmt: skip
+        carry = None if self.args.carry is None or self.source is not None else str(Path(self.args.carry) / str(budget))
         args = PipelineArgs(preset=self.args.preset, out=str(root / str(budget) / "pipeline"), seed=self.args.seed,
-                            distribution_mode=self.args.distribution_mode, full_steps=True)  # fmt: skip
+                            distribution_mode=self.args.distribution_mode, full_steps=True, carry=carry)  # fmt: skip
         frames = budget - self.dyna_frames
         if frames < 1:
             raise ValueError(f"--dream-recipe {self.args.dream_recipe}: its agents take {self.dyna_frames:,} real "

@@ -31,6 +31,7 @@ import tyro
 from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
+from .carry import carry_run, drop_in_progress, in_progress, mirrored, restore
 from .common import StageRecord, cli_errors, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class Pipeline:
     def carried_stage(self, name: str, fn, output: tuple[str, int] | None = None) -> Any:
         """Stage `name` (`StageRecord.stage`), which writes the directory `path(*output)`. With --carry: where
         it is recorded done but its directory is gone (a new machine), a carried output is copied back from
-        the carry and any other runs again; a trained model or agent is copied into the carry once done.
+        the carry and any other runs again; a training stage is mirrored into the carry while it trains and
+        goes on from that mirror on a new machine; a trained model or agent is copied into the carry once done.
         Once a training stage had to run again (its carried copy missing), no later carried copy is taken:
         it was trained from what that stage made before."""
         if output is None or self.carry is None:
@@ -132,9 +134,24 @@ class Pipeline:
                 self.stages.forget(name)
                 self.retrained |= carried
         ran = not self.stages.done(name)
+        if carried and ran:
+            fn = partial(self._train_carried, fn, out, kept)
         result = self.stages.stage(name, fn)
-        if carried and (ran or not kept.exists()):
-            carry_run(out, kept)
+        if carried:
+            if not ran and not kept.exists():  # --carry given to a pipeline that trained it before
+                carry_run(out, kept)
+            drop_in_progress(kept)
+        return result
+
+    def _train_carried(self, fn, out: Path, kept: Path) -> Any:
+        """Run the training stage `fn` into `out`, going on from its mirror in the carry where `out` is gone
+        (unless an earlier stage was trained again here: the mirror was trained from what it made before),
+        mirrored while it trains; then kept in the carry, finished."""
+        if not self.retrained:
+            restore(out, in_progress(kept))
+        with mirrored(out, in_progress(kept)):
+            result = fn()
+        carry_run(out, kept)
         return result
 
     def run(self) -> dict[str, Any]:
@@ -329,25 +346,6 @@ class Pipeline:
         paths = compare_results(results, self.path("compare"))
         print(format_table(json.loads(paths["json"].read_text())["rows"]))
         return {k: str(v) for k, v in paths.items()}
-
-
-def carry_run(run: Path, kept: Path) -> None:
-    """Copy what a new machine needs of the finished run `run` to `kept` (replacing it): its top-level files
-    (an agent's agent.zip, config.json, levels.json; a trainer's latest.json) and the checkpoint latest.json
-    names, without its optimizer state; no earlier checkpoints, no TensorBoard logs."""
-    from genie_env._io import atomic_dir
-    from genie_env.checkpoint import OPTIMIZER, latest_checkpoint
-
-    with atomic_dir(kept) as tmp:
-        for f in run.iterdir():
-            if f.is_file():
-                shutil.copy2(f, tmp / f.name)
-        latest = latest_checkpoint(run)
-        if latest is not None:
-            (tmp / latest.relative_to(run)).mkdir(parents=True)
-            for f in latest.iterdir():
-                if f.name != OPTIMIZER:
-                    shutil.copy2(f, tmp / latest.relative_to(run) / f.name)
 
 
 def run(args: PipelineArgs) -> dict[str, Any]:

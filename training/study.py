@@ -16,6 +16,7 @@ and, for a dream agent, its world model's).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,6 +31,7 @@ from genie_env.games import DistributionMode
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 from genie_env.world_model import Precision
 
+from .carry import drop_in_progress, in_progress, mirrored, restore
 from .common import StageRecord, cli_errors, setup_logging
 from .evaluate import HeldOutSplits
 
@@ -65,8 +67,9 @@ class StudyArgs(HeldOutSplits):
     recorded, else trained again)"""
     carry: str | None = None
     """a directory that outlives the machine, beside --records (e.g. docs/sample_efficiency/carry): each budget's
-    pipeline keeps its record and its trained models and agents (`genie pipeline --carry`; tens of MB a budget):
-    on a new machine a budget's world model goes on from there instead of from nothing"""
+    pipeline keeps its record and its trained models and agents (`genie pipeline --carry`; tens of MB a budget),
+    and each agent is mirrored there while it trains (until its evaluations are recorded): on a new machine a
+    budget's world model, and an agent cut off half way, go on from there instead of from nothing"""
     dream_precision: Precision = "auto"
     """precision of the dreams the agents train in: auto is bf16 (as the shipped agent) where bf16 is fast"""
     world_models_from: str | None = None
@@ -225,13 +228,20 @@ class Study:
             name = f"{budget}/{side}_seed{seed}"
             if self.kept_from_records(budget, side, seed, run):
                 return
+            kept = None if self.args.carry is None else Path(self.args.carry) / str(budget) / run.name
+            mirror = None if kept is None else in_progress(kept)  # the agent, mirrored while it trains
+            if mirror is not None and not (side == "dream" and pipe.retrained):  # else: from another world model
+                restore(run, mirror)
             self.retrain_if_over_budget(budget, side, seed, run)
             self.retrain_if_lost(budget, side, seed, run)
-            self.stages.stage(name, lambda: str(train_or_resume(cfg, run)))
+            with mirrored(run, mirror) if mirror is not None else contextlib.nullcontext():
+                self.stages.stage(name, lambda: str(train_or_resume(cfg, run)))
             if real_frames(run) > budget:
                 raise ValueError(f"{run / 'config.json'}: the agent took {real_frames(run):,} real frames, over the "
                                  f"budget of {budget:,}")  # fmt: skip
             self.evaluate_agent(budget, side, seed, run, exclude)
+            if kept is not None:  # its figures are recorded: the mirror is not needed any more
+                drop_in_progress(kept)
 
         ppo_steps = steps_within(budget, p.agent_envs, p.agent_n_steps)  # whole rollouts, never past the budget
         for seed in seeds:  # first: they need no world model, and they are the cheap side

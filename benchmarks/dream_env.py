@@ -10,7 +10,7 @@ Without --world-model it uses the shipped model if there is one, else fresh `cpu
 (speed does not depend on the weights; the JSON says which). It prints one JSON object: the CPU, the
 measured matmul peaks (fp32, bf16, int8), the precision `auto` resolved to, `steps_per_s` and `mfu`
 keyed by N, `steps_per_s_64_by_precision` with each one's ratio to the fastest eager one (the default
-should be within 10% of it; with --compile each precision's compiled twin too, PRECISION+compile, and
+should be within 10% of it; a precision this CPU only emulates is not timed, `precisions_not_timed` says why; with --compile each precision's compiled twin too, PRECISION+compile, and
 `compile_s_64`, the seconds each took to compile and warm up), `steps_per_s_by_precision` keyed by N
 with each one's ratio to the default,
 `layers_alone_64` (the step's Linear and convolution layers replayed alone: their share of the step's
@@ -74,6 +74,10 @@ class Args:
     """timing per size"""
     long_episode: int = 900
     """step at which per-step time is compared with step 10"""
+    emulated_below: float = 0.1
+    """a precision whose measured matmul peak is under this fraction of the best one's is emulated on this CPU
+    (bf16 without AVX512-BF16 or AMX: about 100x below fp32 on an AVX2 machine): it is not timed, and the JSON
+    says why (`precisions_not_timed`)"""
     compile: bool = False
     """also time each precision compiled (`WorldModel.compile`: inductor, weights frozen in), as PRECISION+compile
     beside its eager timing, and compile the --variant models"""
@@ -183,8 +187,14 @@ def main(args: Args) -> dict:
         if t in range(10, 15) or t in range(args.long_episode, args.long_episode + 5):
             times.setdefault("late" if t >= args.long_episode else "early", []).append(time.perf_counter() - start)
     models = {default: wm}
+    best_peak = max(peaks.values())
+    not_timed = {
+        p: f"matmul peak {peaks[p] / 1e9:.1f} G/s, {peaks[p] / best_peak:.3f} of the best ({best_peak / 1e9:.1f}): "
+        "emulated on this CPU"
+        for p in args.precisions if p != default and peaks[p] < args.emulated_below * best_peak
+    }  # fmt: skip
     for precision in args.precisions:
-        if precision not in models:
+        if precision not in models and precision not in not_timed:
             models[precision], _ = world_model(args, precision)
     compile_s = {}
     if args.compile:  # a compiled twin of each precision, timed in the same interleaved rounds
@@ -238,6 +248,7 @@ def main(args: Args) -> dict:
             for n, row in by_size.items()
         },
         "precision_rounds": args.rounds,
+        "precisions_not_timed": not_timed,
         "default_within_10pct_of_fastest": by_precision[default] >= 0.9 * fastest,
         "variants": variants,
         "gflop_per_step_64": {
@@ -248,6 +259,7 @@ def main(args: Args) -> dict:
         "layers_alone_64": floor,
         "step_time_ms_10": round(1000 * float(np.median(times["early"])), 2),
         "step_time_ms_900": round(1000 * float(np.median(times["late"])), 2),
+        "long_episode": args.long_episode,  # the step the "900" figures were taken at
         "step_time_ratio_900_10": round(float(np.median(times["late"]) / np.median(times["early"])), 3),
         "real_env_steps_per_s_64": round(real_sps, 1),
         "targets": {"steps_per_s_64": ">= 500", "mfu_256": ">= 0.30", "step_time_ratio_900_10": "<= 1.10"},

@@ -10,8 +10,9 @@ Without --world-model it uses the shipped model if there is one, else fresh `cpu
 (speed does not depend on the weights; the JSON says which). It prints one JSON object: the CPU, the
 measured matmul peaks (fp32, bf16, int8), the precision `auto` resolved to, `steps_per_s` and `mfu`
 keyed by N, `steps_per_s_64_by_precision` with each one's ratio to the fastest eager one (the default
-should be within 10% of it; a precision this CPU only emulates is not timed, `precisions_not_timed` says why; with --compile each precision's compiled twin too, PRECISION+compile, and
-`compile_s_64`, the seconds each took to compile and warm up), `steps_per_s_by_precision` keyed by N
+should be within 10% of it; a precision this CPU only emulates is not timed, `precisions_not_timed` says
+why; with --compile each precision's compiled twin too, PRECISION+compile, and `compile_s_64`, the seconds
+each took to compile and warm up), `steps_per_s_by_precision` keyed by N
 with each one's ratio to the default,
 `layers_alone_64` (the step's Linear and convolution layers replayed alone: their share of the step's
 time and FLOPs, and the MFU they reach, the step's ceiling), `step_time_ratio_900_10`, the real env's

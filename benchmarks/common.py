@@ -10,6 +10,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+EMULATED_BELOW = 0.1
+"""a precision whose matmul peak measures under this fraction of the best one's is emulated on this CPU (bf16
+and int8 on an AVX2-only CPU: about 100x below fp32): benchmarks do not time work in it"""
+
 
 def matmul_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:
     """FLOP/s (for int8, OP/s) of a large square matmul on this device: the practical peak MFU figures are

@@ -36,7 +36,7 @@ import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import count_flops, machine, matmul_peak_flops, sync, time_per_call  # noqa: E402
+from common import EMULATED_BELOW, count_flops, machine, matmul_peak_flops, sync, time_per_call  # noqa: E402
 
 from genie_env.data.context import ContextSource  # noqa: E402
 from genie_env.envs.dream import GenieCoinRunVectorEnv  # noqa: E402
@@ -75,7 +75,7 @@ class Args:
     """timing per size"""
     long_episode: int = 900
     """step at which per-step time is compared with step 10"""
-    emulated_below: float = 0.1
+    emulated_below: float = EMULATED_BELOW
     """a precision whose measured matmul peak is under this fraction of the best one's is emulated on this CPU
     (bf16 without AVX512-BF16 or AMX: about 100x below fp32 on an AVX2 machine): it is not timed, and the JSON
     says why (`precisions_not_timed`)"""

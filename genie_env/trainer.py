@@ -197,6 +197,12 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def trains_in_bf16(precision: Precision, device: str) -> bool:
+    """Whether training with `precision` (`TrainConfig.precision`) on `device` ("cpu", "cuda") runs under bf16
+    autocast: bf16 always, auto where bf16 is fast (`_compat.fast_bf16`)."""
+    return precision == "bf16" or (precision == "auto" and fast_bf16(device))
+
+
 class Trainer:
     """Trains `objective` on `dataset` into run directory `out` (see the module docstring).
 
@@ -303,9 +309,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------ training
     def _autocast(self):
-        cfg, dev = self.cfg, self.device.type
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and fast_bf16(dev))
-        return torch.autocast(dev, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        dev = self.device.type
+        return torch.autocast(dev, dtype=torch.bfloat16) if trains_in_bf16(self.cfg.precision, dev) else nullcontext()
 
     def _loader(self) -> DataLoader:
         sampler = StepSampler(len(self.dataset), self.global_micro, self.rank, self.world, self.cfg.seed,

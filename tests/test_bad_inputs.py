@@ -144,16 +144,17 @@ def test_a_checkpoint_without_its_trainer_state_is_named(tiny_dataset, tmp_path)
 
 def test_auto_precision_is_bf16_only_where_bf16_is_fast(monkeypatch):
     from genie_env import _compat
-    from genie_env.trainer import TrainConfig, Trainer
+    from genie_env.trainer import TrainConfig, Trainer, trains_in_bf16
     from genie_env.world_model import resolve_precision
 
     monkeypatch.setattr(_compat, "cpu_flags", lambda: {"avx2", "avx512f"})  # bf16 would be emulated
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    assert not trains_in_bf16("auto", "cpu") and trains_in_bf16("bf16", "cpu") and not trains_in_bf16("fp32", "cpu")
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.device = TrainConfig(precision="auto"), __import__("torch").device("cpu")
     assert trainer._autocast().__class__.__name__ == "nullcontext"
     monkeypatch.setattr(_compat, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert resolve_precision("auto", "cpu") == "bf16"
-    assert trainer._autocast().fast_dtype == __import__("torch").bfloat16
+    assert trainer._autocast().fast_dtype == __import__("torch").bfloat16 and trains_in_bf16("auto", "cpu")
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         resolve_precision("fp16", "cpu")

@@ -14,6 +14,7 @@ from genie_env.cli.pipeline import Pipeline, PipelineArgs
 from safetensors.torch import load_file
 
 from genie_env import trainer as trainer_module
+from genie_env._io import LOCK
 from genie_env.checkpoint import OPTIMIZER, resolve_checkpoint
 
 
@@ -34,6 +35,7 @@ def test_snapshot_keeps_what_resuming_needs_and_nothing_else(tmp_path):
     (run / "tb").mkdir()
     (run / "tb" / "events").write_text("x")
     (run / ".metrics.jsonl.tmp-1234").write_text("half written")
+    (run / LOCK).write_text('{"pid": 1, "host": "the machine that went"}')
     assert carry.snapshot(run, target)
     kept = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
     assert kept == {"latest.json", "metrics.jsonl", *(f"checkpoints/step_0000020/{n}" for n in
@@ -49,6 +51,28 @@ def test_snapshot_keeps_what_resuming_needs_and_nothing_else(tmp_path):
     (agent / "checkpoints" / "latest.zip").write_text("zip")
     assert carry.snapshot(agent, tmp_path / "carry" / "agent.in_progress")
     assert (tmp_path / "carry" / "agent.in_progress" / "checkpoints" / "latest.zip").read_text() == "zip"
+
+
+def test_only_a_new_checkpoint_makes_a_new_mirror(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("step 1\n")
+    assert carry._signature(run) == ()  # nothing to resume from yet: nothing mirrored
+    assert not carry.snapshot(run, tmp_path / "mirror") and not (tmp_path / "mirror").exists()
+    _checkpoint(run, 10)
+    first = carry._signature(run)
+    (run / "metrics.jsonl").write_text("step 11\n")  # logs change all the time: no new copy for them
+    assert carry._signature(run) == first
+    _checkpoint(run, 20)
+    assert carry._signature(run) not in ((), first)
+
+
+def test_a_mirror_holding_a_lock_is_copied_back_without_it(tmp_path):
+    mirror = tmp_path / "mirror"
+    _checkpoint(mirror, 10)
+    (mirror / LOCK).write_text('{"pid": 1, "host": "the machine that went"}')  # as an older genie-env kept it
+    assert carry.restore(tmp_path / "run", mirror)
+    assert not (tmp_path / "run" / LOCK).exists() and (tmp_path / "run" / "latest.json").exists()
 
 
 def test_a_run_that_changes_during_the_copy_is_not_mirrored(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from genie_env._io import GenieError, atomic_dir, atomic_write_json, is_temp_name, read_json
+from genie_env._io import LOCK, GenieError, atomic_dir, atomic_write_json, is_temp_name, read_json
 from genie_env.checkpoint import OPTIMIZER, latest_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -38,17 +38,23 @@ def _files(run: Path, resumable: bool) -> tuple[dict[str, Path], dict | None]:
     `checkpoints/` (an agent's latest.zip and sampler state). Temp files of writes under way are left out."""
     pointer = run / "latest.json"
     record = read_json(pointer, "run pointer") if pointer.exists() else None
-    files = {f.name: f for f in run.iterdir() if f.is_file() and not is_temp_name(f.name) and f != pointer}
+    files = {f.name: f for f in run.iterdir() if f.is_file() and _kept(f.name) and f != pointer}
     if record is not None:
         latest = latest_checkpoint(run)
         for f in latest.iterdir():
-            if f.is_file() and not is_temp_name(f.name) and (resumable or f.name != OPTIMIZER):
+            if f.is_file() and _kept(f.name) and (resumable or f.name != OPTIMIZER):
                 files[str(f.relative_to(run))] = f
     if resumable and (run / "checkpoints").is_dir():
         for f in (run / "checkpoints").iterdir():
-            if f.is_file() and not is_temp_name(f.name):
+            if f.is_file() and _kept(f.name):
                 files[str(f.relative_to(run))] = f
     return files, record
+
+
+def _kept(name: str) -> bool:
+    """Whether a file of that name is carried: not a write under way, not the lock of the process writing the
+    run (on a new machine it would name a process of another host and keep the run locked)."""
+    return not is_temp_name(name) and name != LOCK
 
 
 def _copy_into(files: dict[str, Path], record: dict | None, dest: Path) -> None:
@@ -69,11 +75,13 @@ def carry_run(run: Path, kept: Path) -> None:
 
 
 def _signature(run: Path) -> tuple:
-    """Changes whenever a new checkpoint of `run` is written (the files a resumable copy takes, with their
-    sizes and times)."""
+    """Changes whenever a new checkpoint of `run` is written: its trainer's latest.json record and the files
+    under `checkpoints/` a resumable copy takes, with their sizes and times (not the logs beside them, which
+    change all the time); empty while `run` holds nothing to resume from."""
     try:
         files, record = _files(run, resumable=True)
-        return (str(record), *sorted((rel, f.stat().st_size, f.stat().st_mtime_ns) for rel, f in files.items()))
+        ckpt = sorted((rel, f.stat().st_size, f.stat().st_mtime_ns) for rel, f in files.items() if rel != f.name)
+        return (str(record), *ckpt) if ckpt else ()
     except (OSError, GenieError):  # a checkpoint written or pruned meanwhile: looked at again next time
         return ()
 
@@ -136,8 +144,8 @@ def restore(run: Path, target: Path) -> bool:
     if run.exists() or not target.is_dir():
         return False
     logger.info("%s is gone: copied back from its mirror %s, and goes on from there", run, target)
-    with atomic_dir(run) as tmp:
-        shutil.copytree(target, tmp, dirs_exist_ok=True)
+    with atomic_dir(run) as tmp:  # never a lock: one copied by an older genie-env would keep the run locked
+        shutil.copytree(target, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK))
     return True
 
 

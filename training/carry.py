@@ -35,7 +35,7 @@ def _files(run: Path, resumable: bool) -> tuple[dict[str, Path], dict | None]:
     """What is kept of `run`, as {path relative to the kept copy: file} and its trainer's `latest.json` record
     (read once, so that the checkpoint copied is the one it names): the run's top-level files, the checkpoint
     latest.json names (with optimizer state when `resumable`), and when `resumable` the files directly under
-    `checkpoints/` (an agent's latest.zip and sampler state). Temp files of writes under way are left out."""
+    `checkpoints/` (an agent's latest.zip and sampler state). Writes under way and locks are left out (`_kept`)."""
     pointer = run / "latest.json"
     record = read_json(pointer, "run pointer") if pointer.exists() else None
     files = {f.name: f for f in run.iterdir() if f.is_file() and _kept(f.name) and f != pointer}

@@ -74,3 +74,29 @@ def test_collect_with_no_flags_runs_the_original_default_job(tmp_path):
     arr = np.load(tmp_path / "coinrun_data" / "training_data.npy")
     assert arr.shape == (5000, 64, 64, 3) and arr.dtype == np.uint8
     assert (tmp_path / "coinrun_data" / "manifest.json").exists()
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_locks_released_and_finally_run(tmp_path):
+    # what stops a command run in the background (`nohup genie study ... &`, which ignores SIGINT)
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from genie_env._io import DirLock\n"
+        "from genie_env.cli.common import cli_errors\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "with cli_errors(), DirLock(out / 'run'):\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        (out / 'finally_ran').write_text('yes')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    assert proc.stdout.readline().strip() == "ready"
+    assert (tmp_path / "run" / ".genie.lock").exists()
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped (SIGTERM): run the same command again to go on" in err
+    assert (tmp_path / "finally_ran").read_text() == "yes" and not (tmp_path / "run" / ".genie.lock").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,13 +35,34 @@ def print_json(obj: Any) -> None:
 def cli_errors() -> Iterator[None]:
     """The boundary every command shares: bad input (a genie-env error naming the file, flag or directory,
     a ValueError, or an OSError such as a missing file, a full disk or a read-only output) ends the command
-    with one `error:` line and exit code 1, never a traceback."""
+    with one `error:` line and exit code 1, never a traceback. SIGTERM (what stops a command run in the
+    background, which ignores SIGINT) ends it the way Ctrl-C does: every `finally` runs (locks are released,
+    half-written files removed, a `--carry` mirror takes the last checkpoint), and the exit code is 143."""
     from genie_env._io import GenieError
 
+    with _terminated_as_exit():
+        try:
+            yield
+        except (GenieError, ValueError, OSError) as e:
+            fail(str(e))
+
+
+@contextlib.contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) in the main thread while the block runs (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum, _frame) -> None:
+        print("stopped (SIGTERM): run the same command again to go on", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
-    except (GenieError, ValueError, OSError) as e:
-        fail(str(e))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -144,9 +144,15 @@ def restore(run: Path, target: Path) -> bool:
     if run.exists() or not target.is_dir():
         return False
     logger.info("%s is gone: copied back from its mirror %s, and goes on from there", run, target)
-    with atomic_dir(run) as tmp:  # never a lock: one copied by an older genie-env would keep the run locked
-        shutil.copytree(target, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK))
+    copy_back(target, run)
     return True
+
+
+def copy_back(kept: Path, run: Path) -> None:
+    """Put the carried copy `kept` (finished or a mirror) at `run`, atomically; never a lock: one copied by an
+    older genie-env would name a process of another host and keep the run locked."""
+    with atomic_dir(run) as tmp:
+        shutil.copytree(kept, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK))
 
 
 def drop_in_progress(kept: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +30,7 @@ import tyro
 from genie_env.games import DEFAULT_GAME, DistributionMode, check_game
 from genie_env.presets import PipelinePreset, PresetName, pipeline_preset
 
-from .carry import carry_run, drop_in_progress, in_progress, mirrored, restore
+from .carry import carry_run, copy_back, drop_in_progress, in_progress, mirrored, restore
 from .common import StageRecord, cli_errors, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -124,11 +123,8 @@ class Pipeline:
         kept, carried = self.carry / out.name, output[0] not in REMADE
         if self.stages.done(name) and not out.exists():
             if carried and kept.exists() and not self.retrained:
-                from genie_env._io import atomic_dir
-
                 logger.info("%s: %s is gone: copied back from %s", name, out, kept)
-                with atomic_dir(out) as tmp:
-                    shutil.copytree(kept, tmp, dirs_exist_ok=True)
+                copy_back(kept, out)
             else:
                 logger.info("%s: %s is gone: made again", name, out)
                 self.stages.forget(name)
